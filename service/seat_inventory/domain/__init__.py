@@ -1,0 +1,1 @@
+"""The pure-Python core: seats, holds, bookings, ids and errors. No I/O here."""

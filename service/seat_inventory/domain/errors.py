@@ -1,0 +1,194 @@
+"""One error root for everything a caller can be told.
+
+Each subclass declares the status code and the AIP-193 reason it travels
+with; ``api/errors.py`` is the one place that turns them into gRPC statuses.
+The domain names codes with its own enum so it never imports grpc.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "BackendUnavailable",
+    "BookingNotFound",
+    "ErrorCode",
+    "EventExists",
+    "EventNotFound",
+    "FieldViolation",
+    "HoldConfirming",
+    "HoldLimitExceeded",
+    "HoldNotFound",
+    "HoldNotOwned",
+    "InvalidArgument",
+    "InventoryError",
+    "RateLimited",
+    "SeatNotFound",
+    "SeatsUnavailable",
+    "Unauthenticated",
+]
+
+
+class ErrorCode(enum.Enum):
+    """The gRPC status codes the service answers with, by their gRPC names."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    INTERNAL = "INTERNAL"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad field of a request (google.rpc.BadRequest.FieldViolation)."""
+
+    field: str
+    description: str
+
+
+class InventoryError(Exception):
+    """Root of every error the service reports to a caller."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    reason: str = "INTERNAL"
+
+    def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class InvalidArgument(InventoryError):
+    code = ErrorCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: Iterable[FieldViolation]) -> None:
+        self.violations = tuple(violations)
+        summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        super().__init__(
+            f"invalid request: {summary}",
+            metadata={"fields": ",".join(dict.fromkeys(v.field for v in self.violations))},
+        )
+
+    @classmethod
+    def one(cls, field: str, description: str) -> InvalidArgument:
+        return cls([FieldViolation(field, description)])
+
+
+class EventNotFound(InventoryError):
+    code = ErrorCode.NOT_FOUND
+    reason = "EVENT_NOT_FOUND"
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event {event_id!r} does not exist", metadata={"event_id": event_id})
+
+
+class SeatNotFound(InventoryError):
+    code = ErrorCode.NOT_FOUND
+    reason = "SEAT_NOT_FOUND"
+
+    def __init__(self, event_id: str, seat_ids: Iterable[str]) -> None:
+        seats = ",".join(seat_ids)
+        super().__init__(
+            f"event {event_id!r} has no seat(s) {seats}",
+            metadata={"event_id": event_id, "seat_ids": seats},
+        )
+
+
+class HoldNotFound(InventoryError):
+    code = ErrorCode.NOT_FOUND
+    reason = "HOLD_NOT_FOUND"
+
+    def __init__(self, hold_id: str) -> None:
+        super().__init__(
+            "hold not found: it never existed, lapsed, was released or was confirmed",
+            metadata={"hold_id": hold_id},
+        )
+
+
+class BookingNotFound(InventoryError):
+    code = ErrorCode.NOT_FOUND
+    reason = "BOOKING_NOT_FOUND"
+
+    def __init__(self, booking_id: str) -> None:
+        super().__init__(f"booking {booking_id!r} does not exist", metadata={"booking_id": booking_id})
+
+
+class SeatsUnavailable(InventoryError):
+    code = ErrorCode.FAILED_PRECONDITION
+    reason = "SEATS_UNAVAILABLE"
+
+    def __init__(self, event_id: str, seat_ids: Iterable[str]) -> None:
+        self.seat_ids = tuple(seat_ids)
+        seats = ",".join(self.seat_ids)
+        super().__init__(
+            f"seat(s) {seats} of event {event_id!r} are held or booked",
+            metadata={"event_id": event_id, "seat_ids": seats},
+        )
+
+
+class HoldConfirming(InventoryError):
+    """Release of a hold whose Confirm is in flight; the booking decides its fate."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+    reason = "HOLD_CONFIRMING"
+
+    def __init__(self, hold_id: str) -> None:
+        super().__init__(
+            "the hold is being confirmed and can no longer be released or extended",
+            metadata={"hold_id": hold_id},
+        )
+
+
+class HoldNotOwned(InventoryError):
+    code = ErrorCode.PERMISSION_DENIED
+    reason = "HOLD_NOT_OWNED"
+
+    def __init__(self, hold_id: str) -> None:
+        super().__init__("the hold belongs to another holder", metadata={"hold_id": hold_id})
+
+
+class EventExists(InventoryError):
+    code = ErrorCode.ALREADY_EXISTS
+    reason = "EVENT_EXISTS"
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(
+            f"event {event_id!r} already exists with a different name or seat map",
+            metadata={"event_id": event_id},
+        )
+
+
+class HoldLimitExceeded(InventoryError):
+    code = ErrorCode.RESOURCE_EXHAUSTED
+    reason = "HOLD_LIMIT"
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message, metadata={"limit": str(limit)})
+
+
+class RateLimited(InventoryError):
+    code = ErrorCode.RESOURCE_EXHAUSTED
+    reason = "RATE_LIMITED"
+
+
+class Unauthenticated(InventoryError):
+    code = ErrorCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class BackendUnavailable(InventoryError):
+    code = ErrorCode.UNAVAILABLE
+    reason = "BACKEND_UNAVAILABLE"
+
+    def __init__(self, backend: str, detail: str = "") -> None:
+        message = f"{backend} is unavailable" + (f": {detail}" if detail else "")
+        super().__init__(message, metadata={"backend": backend})

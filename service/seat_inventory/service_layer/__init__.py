@@ -1,0 +1,1 @@
+"""Use cases (reserve, release, extend, events, ...) and the ports they need."""

@@ -1,0 +1,153 @@
+"""The ports the service layer needs; adapters implement them, fakes too.
+
+Adapters raise domain errors (``domain.errors``) for outcomes a caller must
+hear about and ``BackendUnavailable`` when their backend cannot be reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..domain.model import Booking, Event, Hold, SeatStatus
+
+__all__ = [
+    "EventNotLoaded",
+    "EventRepository",
+    "EventSnapshot",
+    "HoldStore",
+    "LiveState",
+    "ReserveRequest",
+]
+
+
+class EventNotLoaded(Exception):  # noqa: N818 - a signal between layers, not an error
+    """The hold store does not have this event (first use, or Redis lost it)."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(event_id)
+        self.event_id = event_id
+
+
+@dataclass(frozen=True, slots=True)
+class EventSnapshot:
+    """What the hold store must know of an event, read from SQL in one transaction."""
+
+    event_id: str
+    seat_ids: tuple[str, ...]
+    booked_seat_ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRequest:
+    event_id: str
+    hold_id: str
+    holder_id: str
+    seat_ids: tuple[str, ...]
+    ttl_ms: int
+    max_lifetime_ms: int
+    request_id: str  # "" when the caller sent none
+    fingerprint: str  # identifies the payload a request_id was first used with
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """The non-available seats of an event and the feed cursor, read atomically."""
+
+    held: frozenset[str]
+    booked: frozenset[str]
+    cursor: str
+
+    def status(self, seat_id: str) -> SeatStatus:
+        if seat_id in self.booked:
+            return SeatStatus.BOOKED
+        if seat_id in self.held:
+            return SeatStatus.HELD
+        return SeatStatus.AVAILABLE
+
+
+class HoldStore(Protocol):
+    """Live holds of every event (Redis in production, fakeredis embedded)."""
+
+    async def load_event(self, snapshot: EventSnapshot) -> None:
+        """Load an event's seats and sold seats, unless it is already loaded."""
+        ...
+
+    async def reserve(self, request: ReserveRequest) -> Hold:
+        """All-or-nothing hold. Raises EventNotLoaded, SeatNotFound,
+        SeatsUnavailable, InvalidArgument (request_id reused with another payload)."""
+        ...
+
+    async def release(self, event_id: str, hold_id: str, holder_id: str) -> bool:
+        """True when released now, False when it had been released before.
+        Raises EventNotLoaded, HoldNotFound, HoldNotOwned, HoldConfirming."""
+        ...
+
+    async def extend(
+        self, event_id: str, hold_id: str, holder_id: str, ttl_ms: int
+    ) -> Hold:
+        """New expiry = min(now + ttl, the hold's lifetime cap).
+        Raises EventNotLoaded, HoldNotFound, HoldNotOwned, HoldConfirming."""
+        ...
+
+    async def live_state(self, event_id: str) -> LiveState:
+        """Raises EventNotLoaded."""
+        ...
+
+    async def ping(self) -> None:
+        """Raises BackendUnavailable when the store cannot be reached."""
+        ...
+
+
+class EventRepository(Protocol):
+    """Events, seat maps and bookings: the system of record (SQL)."""
+
+    async def create_event(self, event: Event) -> tuple[Event, bool]:
+        """Insert the event and its seats in one transaction.
+
+        Returns (the stored event, True) when created, (the existing event,
+        False) when an identical event (same name and seat map) already exists.
+        Raises EventExists when the id is taken by a different event."""
+        ...
+
+    async def get_event(self, event_id: str) -> Event | None:
+        """The event with its seat map in creation order."""
+        ...
+
+    async def snapshot(self, event_id: str) -> EventSnapshot | None:
+        """Seat ids (creation order) and actively booked seat ids, read in one
+        transaction; None when the event does not exist."""
+        ...
+
+    async def event_ids(self) -> list[str]:
+        ...
+
+    async def commit_booking(self, booking: Booking) -> tuple[Booking, bool]:
+        """Insert the booking and its booked seats in one transaction.
+
+        Returns (booking, True) when inserted, (the existing booking of the
+        same hold_id, False) when that hold was confirmed before. Raises
+        SeatsUnavailable when another active booking owns one of the seats."""
+        ...
+
+    async def booking_by_hold(self, hold_id: str) -> Booking | None:
+        ...
+
+    async def get_booking(self, booking_id: str) -> Booking | None:
+        ...
+
+    async def cancel_booking(self, booking_id: str, now_ms: int) -> tuple[Booking, bool]:
+        """Mark the booking cancelled and free its seats in SQL.
+
+        Returns (booking, True) when cancelled now, (booking, False) when it
+        was already cancelled. Raises BookingNotFound."""
+        ...
+
+    async def ping(self) -> None:
+        """Raises BackendUnavailable when the database cannot be reached."""
+        ...
+
+
+def unique(seq: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(seq))
