@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from .errors import FieldViolation, InvalidArgument
 from .ids import EVENT_ID_RULE, HOLDER_ID_RULE, REQUEST_ID_RULE, SEAT_ID_RULE, IdRule
 from .model import SeatSpec
 
-__all__ = ["Limits", "Violations"]
+__all__ = ["Limits", "Violations", "reserve_fingerprint"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +137,9 @@ def check_seat_map(v: Violations, seats: Sequence[SeatSpec], limits: Limits) -> 
         if len(seen) > 0 and len(v._items) >= 20:
             v.add("seats", "too many problems; first 20 shown")
             return
+
+
+def reserve_fingerprint(seat_ids: Sequence[str], ttl_ms: int) -> str:
+    """Identifies a Reserve payload, so a request_id reused for another one is caught."""
+    payload = ",".join(sorted(seat_ids)) + f"|{ttl_ms}"
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]

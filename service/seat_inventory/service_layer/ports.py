@@ -95,6 +95,13 @@ class HoldStore(Protocol):
         """Raises EventNotLoaded."""
         ...
 
+    async def expire_due(self, event_id: str) -> tuple[int, int | None, list[str]]:
+        """Expire the holds of one event whose time is up and record EXPIRED on
+        the feed. Returns (holds expired, next deadline ms or None, ids of
+        confirming holds past their confirm deadline, for repair).
+        Raises EventNotLoaded."""
+        ...
+
     async def ping(self) -> None:
         """Raises BackendUnavailable when the store cannot be reached."""
         ...

@@ -1,0 +1,79 @@
+# A new user needs two commands: `make serve` and `make test`. Every other
+# target is one step of those two that can also be run alone.
+#
+# Tools are called by their .venv/bin path rather than by activating the
+# virtualenv, so each recipe works the same from any shell and in CI.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+# `make test` runs its steps in the order written: gen rewrites files that
+# lint reads, and pytest should only start once the services are up.
+.NOTPARALLEL:
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+VENV := .venv
+BIN := $(VENV)/bin
+# Rebuilt whenever either project's dependencies change.
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: help install serve gen check-gen lint services test unit
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk -F':.*## ' '{ printf "  make %-10s %s\n", $$1, $$2 }'
+
+install: $(STAMP) ## Create .venv and install the service, its client and the dev tools
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	@echo "==> install: $(VENV) (pip install -e ./clients/python -e '.[dev]')"
+	@[ -x $(BIN)/python ] || python3 -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check -e ./clients/python -e '.[dev]'
+	@touch $@
+
+serve: install ## Run the service on its embedded default (SQLite + in-process Redis); ARGS=... adds flags
+	@echo "==> serve: seat-inventory serve $(ARGS)"
+	@$(BIN)/seat-inventory serve $(ARGS)
+
+# buf runs the generators named in buf.gen.yaml from PATH, so the venv's
+# python, grpcio-tools and mypy-protobuf must come first. mypy-protobuf reports
+# every file it writes; those lines are dropped, anything else is shown.
+gen: install ## Regenerate clients/python/src from protos/
+	@echo "==> gen: buf generate (protos/ -> clients/python/src)"
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/buf generate 2>&1 | { grep -v '^Writing mypy to ' || true; }
+
+check-gen: gen ## Fail if the committed generated code differs from a fresh regeneration
+	@echo "==> check-gen: clients/python/src matches what git has committed"
+	@changes="$$(git status --porcelain --untracked-files=all -- clients/python/src)"; \
+	if [ -n "$$changes" ]; then \
+		echo "check-gen: regenerating from protos/ changed these files:" >&2; \
+		echo "$$changes" >&2; \
+		echo "check-gen: generated code is never edited by hand; run 'make gen' and commit the result." >&2; \
+		exit 1; \
+	fi
+
+lint: install ## buf lint and format, ruff check and format, mypy --strict
+	@echo "==> lint: buf lint"
+	@$(BIN)/buf lint
+	@echo "==> lint: buf format --diff --exit-code"
+	@$(BIN)/buf format --diff --exit-code
+	@echo "==> lint: ruff check ."
+	@$(BIN)/ruff check --quiet .
+	@echo "==> lint: ruff format --check ."
+	@$(BIN)/ruff format --check --quiet .
+	@echo "==> lint: mypy"
+	@$(BIN)/mypy
+
+services: ## Start the local Redis and PostgreSQL if they are installed but not running
+	@echo "==> services: Redis and PostgreSQL on 127.0.0.1"
+	@bash scripts/ensure-services.sh
+
+test: install services check-gen lint ## Everything CI runs: services, check-gen, lint, the whole test suite
+	@echo "==> test: pytest (every test, all markers)"
+	@$(BIN)/pytest
+
+unit: install ## Only the unit tests: fast, no servers needed
+	@echo "==> unit: pytest tests/unit"
+	@$(BIN)/pytest tests/unit

@@ -1,0 +1,1 @@
+"""Adapters: the real backends (Redis, SQL) behind the service-layer ports."""

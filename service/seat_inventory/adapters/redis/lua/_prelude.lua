@@ -1,0 +1,91 @@
+-- Shared helpers, prepended to every script when it is registered.
+--
+-- Every script of an event gets KEYS[1..5] = seats, sold, deadlines, feed, meta
+-- and ARGV[1..3] = key prefix "{e:<event>}", clock override, feed MAXLEN.
+-- Keys a script only discovers while it runs (seat and hold keys) are built
+-- from the prefix, so they share the event's hash slot (Redis Cluster safe).
+--
+-- A seat key holds "<hold_id>|<expires_ms>" with PX = the hold's expiry;
+-- expires_ms 0 means pinned by a Confirm in flight. A seat is taken when its
+-- key exists and is pinned or not yet expired by the clock; the clock check
+-- makes an injected test clock and Redis's own TTL agree.
+local K_SEATS, K_SOLD, K_DEADLINES, K_FEED, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local PREFIX = ARGV[1]
+local FEED_MAXLEN = ARGV[3]
+
+local function clock_now()
+  if ARGV[2] ~= '' then return tonumber(ARGV[2]) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local NOW = clock_now()
+
+local function seat_key(seat) return PREFIX .. ':seat:' .. seat end
+local function hold_key(hold) return PREFIX .. ':hold:' .. hold end
+
+local function split(csv)
+  local out = {}
+  if csv == nil or csv == '' then return out end
+  for item in string.gmatch(csv, '[^,]+') do out[#out + 1] = item end
+  return out
+end
+
+-- hold id and expiry of a seat key's value
+local function parse_seat(value)
+  local sep = string.find(value, '|', 1, true)
+  return string.sub(value, 1, sep - 1), tonumber(string.sub(value, sep + 1))
+end
+
+local function seat_live(value)
+  if not value then return false end
+  local _, exp = parse_seat(value)
+  return exp == 0 or exp > NOW
+end
+
+local function loaded() return redis.call('EXISTS', K_SEATS) == 1 end
+
+local function append_feed(reason, seats)
+  if #seats == 0 then return '' end
+  return redis.call('XADD', K_FEED, 'MAXLEN', '~', FEED_MAXLEN, '*',
+    'r', reason, 's', table.concat(seats, ','))
+end
+
+-- Frees the seats of `hold` that are free once it is gone: its own seat keys
+-- are deleted, keys that lapsed by TTL count as free, seats another hold has
+-- taken since, or that are sold, are left alone. Returns the freed seat ids,
+-- which is exactly what the feed must report.
+local function free_seats(hold, seats)
+  local freed = {}
+  for _, seat in ipairs(seats) do
+    local key = seat_key(seat)
+    local value = redis.call('GET', key)
+    if value then
+      local owner = parse_seat(value)
+      if owner == hold then
+        redis.call('DEL', key)
+        freed[#freed + 1] = seat
+      end
+    elseif redis.call('SISMEMBER', K_SOLD, seat) == 0 then
+      freed[#freed + 1] = seat
+    end
+  end
+  return freed
+end
+
+-- The fields of a hold, or nil. Returns holder, state, seats csv, expires, cap.
+local function read_hold(hold)
+  local h = redis.call('HMGET', hold_key(hold), 'holder', 'state', 'seats', 'expires_at', 'cap')
+  if not h[1] then return nil end
+  return h[1], h[2], h[3], tonumber(h[4]), tonumber(h[5])
+end
+
+-- The common checks of release / extend / claim: loaded, exists, owned, live.
+-- Returns nil and an error reply, or the hold's fields.
+local function owned_live_hold(hold, holder)
+  if not loaded() then return nil, {'NOT_LOADED'} end
+  local owner, state, seats, exp, cap = read_hold(hold)
+  if not owner then return nil, {'NOT_FOUND'} end
+  if owner ~= holder then return nil, {'NOT_OWNED'} end
+  if state == 'held' and exp <= NOW then return nil, {'NOT_FOUND'} end
+  return {owner = owner, state = state, seats = seats, exp = exp, cap = cap}
+end

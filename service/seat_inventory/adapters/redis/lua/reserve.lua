@@ -1,0 +1,56 @@
+-- Hold every requested seat or none.
+-- KEYS[6] hold key, KEYS[7] idempotency key
+-- ARGV[4] hold id, [5] holder, [6] ttl ms, [7] max lifetime ms,
+--     [8] request fingerprint ('' = no request_id), [9] idempotency ttl ms,
+--     [10] hold-record retention ms, [11..] seat ids
+local K_HOLD, K_IDEM = KEYS[6], KEYS[7]
+local hold, holder = ARGV[4], ARGV[5]
+local ttl, lifetime = tonumber(ARGV[6]), tonumber(ARGV[7])
+local fingerprint = ARGV[8]
+
+if not loaded() then return {'NOT_LOADED'} end
+
+if fingerprint ~= '' then
+  local previous = redis.call('GET', K_IDEM)
+  if previous then
+    local prev_fp, prev_hold, prev_exp = string.match(previous, '^([^|]*)|([^|]*)|([^|]*)$')
+    if prev_fp ~= fingerprint then return {'IDEMPOTENCY_MISMATCH'} end
+    return {'OK', prev_hold, prev_exp, 'replay'}
+  end
+end
+
+local seats = {}
+for i = 11, #ARGV do seats[#seats + 1] = ARGV[i] end
+
+local known = redis.call('SMISMEMBER', K_SEATS, unpack(seats))
+local missing = {}
+for i, is_member in ipairs(known) do
+  if is_member == 0 then missing[#missing + 1] = seats[i] end
+end
+if #missing > 0 then return {'SEAT_NOT_FOUND', table.concat(missing, ',')} end
+
+local sold = redis.call('SMISMEMBER', K_SOLD, unpack(seats))
+local taken = {}
+for i, seat in ipairs(seats) do
+  if sold[i] == 1 or seat_live(redis.call('GET', seat_key(seat))) then
+    taken[#taken + 1] = seat
+  end
+end
+if #taken > 0 then return {'UNAVAILABLE', table.concat(taken, ',')} end
+
+-- every check passed: only writes from here on (Lua has no rollback)
+local exp = NOW + ttl
+local value = hold .. '|' .. exp
+for _, seat in ipairs(seats) do
+  redis.call('SET', seat_key(seat), value, 'PX', ttl)
+end
+local csv = table.concat(seats, ',')
+redis.call('HSET', K_HOLD, 'holder', holder, 'seats', csv, 'expires_at', exp,
+  'created_at', NOW, 'cap', NOW + lifetime, 'state', 'held')
+redis.call('PEXPIRE', K_HOLD, lifetime + tonumber(ARGV[10]))
+redis.call('ZADD', K_DEADLINES, exp, hold)
+if fingerprint ~= '' then
+  redis.call('SET', K_IDEM, fingerprint .. '|' .. hold .. '|' .. exp, 'PX', ARGV[9])
+end
+append_feed('HELD', seats)
+return {'OK', hold, tostring(exp), 'new'}

@@ -1,0 +1,176 @@
+"""RedisHoldStore: the HoldStore port on Redis (or fakeredis) via Lua scripts."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ...domain.clock import Clock
+from ...domain.errors import (
+    BackendUnavailable,
+    HoldConfirming,
+    HoldNotFound,
+    HoldNotOwned,
+    InvalidArgument,
+    SeatNotFound,
+    SeatsUnavailable,
+)
+from ...domain.model import Hold
+from ...service_layer.ports import EventNotLoaded, EventSnapshot, LiveState, ReserveRequest
+from .keys import EventKeys
+
+__all__ = ["RedisHoldStore", "StoreSettings"]
+
+_SCRIPTS = ("reserve", "release", "extend", "live_state", "load_event", "expire_due")
+
+
+def _script_source(name: str) -> str:
+    lua = resources.files(__package__).joinpath("lua")
+    return lua.joinpath("_prelude.lua").read_text() + "\n" + lua.joinpath(f"{name}.lua").read_text()
+
+
+class StoreSettings:
+    def __init__(
+        self,
+        *,
+        feed_maxlen: int = 100_000,
+        release_tombstone_ms: int = 3_600_000,
+        hold_retention_ms: int = 86_400_000,
+        sweep_batch: int = 500,
+    ) -> None:
+        self.feed_maxlen = feed_maxlen
+        self.release_tombstone_ms = release_tombstone_ms
+        self.hold_retention_ms = hold_retention_ms
+        self.sweep_batch = sweep_batch
+
+
+class RedisHoldStore:
+    """Scripts are registered once; redis-py reloads them after a NOSCRIPT."""
+
+    def __init__(
+        self, redis: Any, *, clock: Clock | None = None, settings: StoreSettings | None = None
+    ) -> None:
+        self._redis = redis
+        # None: scripts read Redis's own clock (TIME), one clock for every
+        # replica. Tests inject a clock to move time by hand.
+        self._clock = clock
+        self._settings = settings or StoreSettings()
+        self._scripts = {name: redis.register_script(_script_source(name)) for name in _SCRIPTS}
+
+    async def _run(self, name: str, event_id: str, extra_keys: Sequence[str], args: Sequence[Any]) -> Any:
+        keys = EventKeys(event_id)
+        now = "" if self._clock is None else str(self._clock.now_ms())
+        try:
+            reply = await self._scripts[name](
+                keys=[*keys.base, *extra_keys],
+                args=[keys.prefix, now, self._settings.feed_maxlen, *args],
+            )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise BackendUnavailable("redis", type(exc).__name__) from exc
+        except RedisError as exc:
+            if "BUSY" in str(exc) or "LOADING" in str(exc):
+                raise BackendUnavailable("redis", str(exc)) from exc
+            raise
+        if reply[0] == "NOT_LOADED":
+            raise EventNotLoaded(event_id)
+        return reply
+
+    async def load_event(self, snapshot: EventSnapshot) -> None:
+        await self._run(
+            "load_event",
+            snapshot.event_id,
+            [],
+            [secrets.token_hex(4), len(snapshot.seat_ids), *snapshot.seat_ids, *snapshot.booked_seat_ids],
+        )
+
+    async def reserve(self, request: ReserveRequest) -> Hold:
+        keys = EventKeys(request.event_id)
+        idem = keys.idempotency(request.holder_id, request.request_id or "-")
+        reply = await self._run(
+            "reserve",
+            request.event_id,
+            [keys.hold(request.hold_id), idem],
+            [
+                request.hold_id,
+                request.holder_id,
+                request.ttl_ms,
+                request.max_lifetime_ms,
+                request.fingerprint if request.request_id else "",
+                request.max_lifetime_ms,
+                self._settings.hold_retention_ms,
+                *request.seat_ids,
+            ],
+        )
+        status = reply[0]
+        if status == "OK":
+            return Hold(
+                hold_id=reply[1],
+                event_id=request.event_id,
+                seat_ids=request.seat_ids,
+                holder_id=request.holder_id,
+                expires_at_ms=int(reply[2]),
+            )
+        if status == "UNAVAILABLE":
+            raise SeatsUnavailable(request.event_id, reply[1].split(","))
+        if status == "SEAT_NOT_FOUND":
+            raise SeatNotFound(request.event_id, reply[1].split(","))
+        if status == "IDEMPOTENCY_MISMATCH":
+            raise InvalidArgument.one(
+                "request_id",
+                "was already used by this holder with different seats or ttl; "
+                "use a new request_id for a new request",
+            )
+        raise RuntimeError(f"unexpected reserve reply {reply!r}")
+
+    def _hold_errors(self, status: str, hold_id: str) -> None:
+        if status == "NOT_FOUND":
+            raise HoldNotFound(hold_id)
+        if status == "NOT_OWNED":
+            raise HoldNotOwned(hold_id)
+        if status == "CONFIRMING":
+            raise HoldConfirming(hold_id)
+
+    async def release(self, event_id: str, hold_id: str, holder_id: str) -> bool:
+        reply = await self._run(
+            "release",
+            event_id,
+            [EventKeys(event_id).hold(hold_id)],
+            [hold_id, holder_id, self._settings.release_tombstone_ms],
+        )
+        self._hold_errors(reply[0], hold_id)
+        return bool(reply[0] == "OK")
+
+    async def extend(self, event_id: str, hold_id: str, holder_id: str, ttl_ms: int) -> Hold:
+        reply = await self._run(
+            "extend", event_id, [EventKeys(event_id).hold(hold_id)], [hold_id, holder_id, ttl_ms]
+        )
+        self._hold_errors(reply[0], hold_id)
+        return Hold(
+            hold_id=hold_id,
+            event_id=event_id,
+            seat_ids=tuple(reply[1].split(",")),
+            holder_id=holder_id,
+            expires_at_ms=int(reply[2]),
+        )
+
+    async def live_state(self, event_id: str) -> LiveState:
+        _, epoch, last_id, sold, held = await self._run("live_state", event_id, [], [])
+        return LiveState(held=frozenset(held), booked=frozenset(sold), cursor=f"{epoch}.{last_id}")
+
+    async def expire_due(self, event_id: str) -> tuple[int, int | None, list[str]]:
+        """Expire due holds of one event: (expired, next deadline ms, confirming holds due)."""
+        reply = await self._run("expire_due", event_id, [], [self._settings.sweep_batch])
+        next_deadline = int(float(reply[2])) if reply[2] else None
+        return int(reply[1]), next_deadline, list(reply[3:])
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise BackendUnavailable("redis", type(exc).__name__) from exc

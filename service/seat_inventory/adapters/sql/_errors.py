@@ -1,0 +1,45 @@
+"""Which database failures mean "the database cannot be reached"."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import exc as sa_exc
+
+from ...domain.errors import BackendUnavailable
+
+# SQLSTATE classes a caller cannot fix by changing the request: 08 connection
+# exception, 28 bad credentials, 3D no such database, 53 insufficient
+# resources (too many connections, disk full), 57P shutdown / starting up.
+_UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53", "57P")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | TimeoutError | sa_exc.TimeoutError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+
+
+def _describe(exc: BaseException) -> str:
+    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    first_line = next(iter(str(cause).strip().splitlines()), "")
+    return f"{type(cause).__name__}: {first_line}" if first_line else type(cause).__name__
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn unreachable-database failures into BackendUnavailable; let the rest through."""
+    try:
+        yield
+    except (OSError, TimeoutError, sa_exc.SQLAlchemyError) as exc:
+        if not is_unavailable(exc):
+            raise
+        raise BackendUnavailable("database", _describe(exc)) from exc

@@ -1,0 +1,68 @@
+"""Rows to domain objects and back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row
+
+from ...domain.model import Booking, BookingStatus, Event, SeatSpec
+
+SEPARATOR = ","  # seat ids never contain it (domain.ids)
+
+
+def booking_row(booking: Booking) -> dict[str, Any]:
+    return {
+        "booking_id": booking.booking_id,
+        "event_id": booking.event_id,
+        "hold_id": booking.hold_id,
+        "holder_id": booking.holder_id,
+        "order_ref": booking.order_ref,
+        "seat_ids": SEPARATOR.join(booking.seat_ids),
+        "status": int(booking.status),
+        "confirmed_at_ms": booking.confirmed_at_ms,
+        "cancelled_at_ms": booking.cancelled_at_ms,
+    }
+
+
+def booking_from(row: Row[Any]) -> Booking:
+    return Booking(
+        booking_id=row.booking_id,
+        event_id=row.event_id,
+        hold_id=row.hold_id,
+        seat_ids=tuple(row.seat_ids.split(SEPARATOR)) if row.seat_ids else (),
+        holder_id=row.holder_id,
+        order_ref=row.order_ref,
+        confirmed_at_ms=row.confirmed_at_ms,
+        status=BookingStatus(row.status),
+        cancelled_at_ms=row.cancelled_at_ms,
+    )
+
+
+def seat_rows(event: Event) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": event.event_id,
+            "seat_id": seat.seat_id,
+            "position": position,
+            "section": seat.section,
+            "row": seat.row,
+            "number": seat.number,
+        }
+        for position, seat in enumerate(event.seats)
+    ]
+
+
+def event_from(row: Row[Any], seat_rows: Sequence[Row[Any]]) -> Event:
+    return Event(
+        event_id=row.event_id,
+        name=row.name,
+        created_at_ms=row.created_at_ms,
+        seats=tuple(SeatSpec(s.seat_id, s.section, s.row, s.number) for s in seat_rows),
+    )
+
+
+def same_event(a: Event, b: Event) -> bool:
+    """Equal as far as a retried CreateEvent is concerned: creation time may differ."""
+    return a.name == b.name and a.seats == b.seats

@@ -1,0 +1,80 @@
+"""The async engine: a modest pool per process that fails fast when the database is away."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from .urls import normalize_url
+
+__all__ = ["for_writes", "make_engine"]
+
+_WRITE_OPTION = "seat_inventory_write"
+
+
+def make_engine(
+    url: str,
+    *,
+    connect_timeout_s: float = 3.0,
+    command_timeout_s: float = 10.0,
+    pool_size: int = 10,
+) -> AsyncEngine:
+    """An engine for ``url`` (any form ``normalize_url`` accepts).
+
+    Nothing connects here; the first query does. Raises ValueError for a URL
+    the service cannot use.
+    """
+    async_url = normalize_url(url)
+    if async_url.startswith("sqlite"):
+        return _sqlite_engine(async_url, busy_timeout_s=command_timeout_s)
+    return create_async_engine(
+        async_url,
+        pool_size=pool_size,
+        max_overflow=pool_size // 2,
+        # A saturated pool answers UNAVAILABLE instead of queueing callers forever.
+        pool_timeout=command_timeout_s,
+        connect_args={
+            "timeout": connect_timeout_s,
+            "command_timeout": command_timeout_s,
+            "server_settings": {"application_name": "seat-inventory"},
+        },
+    )
+
+
+def for_writes(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, for transactions that will write (SQLite locks up front)."""
+    return engine.execution_options(**{_WRITE_OPTION: True})
+
+
+def _sqlite_engine(url: str, *, busy_timeout_s: float) -> AsyncEngine:
+    engine = create_async_engine(url, pool_timeout=busy_timeout_s)
+    # busy_timeout first: switching to WAL itself may wait for another connection.
+    pragmas = (
+        f"busy_timeout = {int(busy_timeout_s * 1000)}",
+        "journal_mode = WAL",
+        "foreign_keys = ON",
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # sqlite3 only BEGINs before DML, so reads and DDL would escape the
+        # transaction; the begin hook below takes over instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes gets SQLITE_BUSY at
+        # once when another writer got in first; BEGIN IMMEDIATE waits for the
+        # lock (busy_timeout) before reading anything.
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

@@ -1,0 +1,1 @@
+"""gRPC entry points: servicers that translate, error mapping, the server."""

@@ -1,0 +1,38 @@
+"""InventoryAdmin over gRPC: translate, call the service layer, translate back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from seatinventory.v1 import inventory_admin_pb2 as pb
+from seatinventory.v1 import inventory_admin_pb2_grpc as pb_grpc
+
+from ..service_layer.admin import AdminService
+from .errors import unary
+from .translate import event_to_proto, seat_spec_from_proto
+
+__all__ = ["InventoryAdminServicer"]
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class InventoryAdminServicer(pb_grpc.InventoryAdminServicer):
+    def __init__(self, admin: AdminService) -> None:
+        self._admin = admin
+
+    @unary(ceiling_s=60.0)  # a 100,000-seat map takes a while to store
+    async def CreateEvent(
+        self, request: pb.CreateEventRequest, context: Ctx
+    ) -> pb.CreateEventResponse:
+        event, counts, _ = await self._admin.create_event(
+            request.event_id, request.name, [seat_spec_from_proto(s) for s in request.seats]
+        )
+        return pb.CreateEventResponse(event=event_to_proto(event, counts, include_seats=False))
+
+    @unary()
+    async def GetEvent(self, request: pb.GetEventRequest, context: Ctx) -> pb.GetEventResponse:
+        event, counts = await self._admin.get_event(request.event_id)
+        return pb.GetEventResponse(
+            event=event_to_proto(event, counts, include_seats=request.include_seats)
+        )

@@ -1,0 +1,57 @@
+"""SeatInventory over gRPC: translate, call the service layer, translate back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from seatinventory.v1 import seat_inventory_pb2 as pb
+from seatinventory.v1 import seat_inventory_pb2_grpc as pb_grpc
+
+from ..domain.policy import Violations
+from ..service_layer.inventory import InventoryService
+from .errors import unary
+from .translate import availability_seats, hold_to_proto, ttl_ms
+
+__all__ = ["SeatInventoryServicer"]
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class SeatInventoryServicer(pb_grpc.SeatInventoryServicer):
+    def __init__(self, inventory: InventoryService) -> None:
+        self._inventory = inventory
+
+    @unary()
+    async def Reserve(self, request: pb.ReserveRequest, context: Ctx) -> pb.ReserveResponse:
+        v = Violations()
+        ttl = ttl_ms(v, "ttl", request.ttl, request.HasField("ttl"))
+        v.raise_if_any()
+        hold = await self._inventory.reserve(
+            request.event_id, request.seat_ids, request.holder_id, ttl, request.request_id
+        )
+        return pb.ReserveResponse(hold=hold_to_proto(hold))
+
+    @unary()
+    async def Release(self, request: pb.ReleaseRequest, context: Ctx) -> pb.ReleaseResponse:
+        released = await self._inventory.release(request.hold_id, request.holder_id)
+        return pb.ReleaseResponse(released=released)
+
+    @unary()
+    async def ExtendHold(
+        self, request: pb.ExtendHoldRequest, context: Ctx
+    ) -> pb.ExtendHoldResponse:
+        v = Violations()
+        ttl = ttl_ms(v, "ttl", request.ttl, request.HasField("ttl"))
+        v.raise_if_any()
+        hold = await self._inventory.extend(request.hold_id, request.holder_id, ttl)
+        return pb.ExtendHoldResponse(hold=hold_to_proto(hold))
+
+    @unary()
+    async def GetAvailability(
+        self, request: pb.GetAvailabilityRequest, context: Ctx
+    ) -> pb.GetAvailabilityResponse:
+        availability = await self._inventory.availability(request.event_id)
+        return pb.GetAvailabilityResponse(
+            seats=availability_seats(availability), cursor=availability.cursor
+        )

@@ -1,0 +1,120 @@
+"""The grpc.aio server: services, health, reflection, background tasks, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from seatinventory.v1 import inventory_admin_pb2, seat_inventory_pb2
+from seatinventory.v1 import inventory_admin_pb2_grpc as admin_grpc
+from seatinventory.v1 import seat_inventory_pb2_grpc as inventory_grpc
+
+from ..bootstrap import App
+from ..domain.errors import InventoryError
+from .admin_servicer import InventoryAdminServicer
+from .inventory_servicer import SeatInventoryServicer
+
+__all__ = ["Server"]
+
+log = structlog.get_logger(__name__)
+
+SERVICE_NAMES = (
+    seat_inventory_pb2.DESCRIPTOR.services_by_name["SeatInventory"].full_name,
+    inventory_admin_pb2.DESCRIPTOR.services_by_name["InventoryAdmin"].full_name,
+)
+
+
+class Server:
+    """One server process. ``start`` binds and returns the port (0 picks a free one)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        settings = app.settings
+        self.health = health.aio.HealthServicer()
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        inventory_grpc.add_SeatInventoryServicer_to_server(
+            SeatInventoryServicer(app.inventory), self._server
+        )
+        admin_grpc.add_InventoryAdminServicer_to_server(
+            InventoryAdminServicer(app.admin), self._server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    async def start(self) -> int:
+        settings = self.app.settings
+        self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {settings.address}: address in use or not allowed")
+        await self._set_health(serving=False)
+        await self._server.start()
+        self._tasks = [
+            asyncio.create_task(self._watch_backends(), name="health"),
+            asyncio.create_task(self.app.sweeper.run(), name="sweeper"),
+        ]
+        return self.port
+
+    async def _set_health(self, *, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    async def check_backends(self) -> bool:
+        try:
+            async with asyncio.timeout(self.app.settings.backend_timeout_s):
+                await self.app.holds.ping()
+                await self.app.events.ping()
+        except (InventoryError, TimeoutError) as exc:
+            log.warning("backend check failed", error=str(exc))
+            return False
+        return True
+
+    async def _watch_backends(self) -> None:
+        """SERVING only while both Redis and the database answer."""
+        serving: bool | None = None
+        while True:
+            ok = await self.check_backends()
+            if ok != serving:
+                serving = ok
+                await self._set_health(serving=ok)
+                log.info("health", serving=ok)
+            await asyncio.sleep(self.app.settings.health_interval_s)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain: NOT_SERVING first, then let in-flight calls finish within the grace."""
+        await self.health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._server.stop(self.app.settings.grace_s if grace_s is None else grace_s)
+        await self.app.close()
+
+    async def serve_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down", grace_s=self.app.settings.grace_s)
+        await self.stop()

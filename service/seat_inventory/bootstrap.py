@@ -1,0 +1,58 @@
+"""Composition root: settings → adapters → services. The only place that
+builds real adapters; nothing connects before ``build`` is awaited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .adapters.redis import RedisHoldStore, connect_redis
+from .adapters.redis.store import StoreSettings
+from .adapters.sql import SqlEventRepository, make_engine, migrate
+from .config import Settings
+from .domain.clock import Clock, SystemClock
+from .service_layer.admin import AdminService
+from .service_layer.catalog import EventCatalog
+from .service_layer.inventory import InventoryService
+from .service_layer.sweeper import Sweeper
+
+__all__ = ["App", "build"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class App:
+    settings: Settings
+    redis: Any
+    engine: Any
+    holds: RedisHoldStore
+    events: SqlEventRepository
+    catalog: EventCatalog
+    inventory: InventoryService
+    admin: AdminService
+    sweeper: Sweeper
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+async def build(settings: Settings, *, clock: Clock | None = None) -> App:
+    """Build every adapter and service. ``clock`` (tests only) also drives the
+    Lua scripts; without it Redis's own clock decides expiry."""
+    database_url = settings.effective_database_url
+    await migrate(database_url)
+    engine = make_engine(database_url, connect_timeout_s=settings.backend_timeout_s)
+    redis = connect_redis(settings.redis_url, timeout_s=settings.backend_timeout_s)
+    holds = RedisHoldStore(
+        redis, clock=clock, settings=StoreSettings(feed_maxlen=settings.feed_maxlen)
+    )
+    events = SqlEventRepository(engine)
+    catalog = EventCatalog(events, holds)
+    inventory = InventoryService(holds, catalog, settings.limits)
+    admin = AdminService(events, catalog, inventory, settings.limits, clock or SystemClock())
+    sweeper = Sweeper(holds, events, interval_s=settings.sweep_interval_s)
+    return App(settings, redis, engine, holds, events, catalog, inventory, admin, sweeper)

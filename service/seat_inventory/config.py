@@ -1,0 +1,43 @@
+"""One frozen settings object, read once from flags and SEAT_INVENTORY_* env."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .domain.policy import Limits
+
+__all__ = ["DEFAULT_SQLITE_PATH", "Settings"]
+
+DEFAULT_SQLITE_PATH = "seat-inventory.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    # None: in-process fakeredis (embedded default, one process only).
+    redis_url: str | None = None
+    # None: a SQLite file in the working directory (embedded default).
+    database_url: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    feed_maxlen: int = 100_000
+    sweep_interval_s: float = 0.2
+    health_interval_s: float = 1.0
+    grace_s: float = 10.0
+    backend_timeout_s: float = 2.0
+    max_message_bytes: int = 16 * 1024 * 1024
+    log_format: str = "console"  # or "json"
+    log_level: str = "info"
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"

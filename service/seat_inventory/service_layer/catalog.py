@@ -1,0 +1,66 @@
+"""Events as the service layer sees them: immutable seat maps, cached per
+process, and loaded into the hold store on first use or after Redis lost them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from ..domain.errors import EventNotFound
+from ..domain.model import Event
+from .ports import EventNotLoaded, EventRepository, HoldStore
+
+__all__ = ["EventCatalog"]
+
+T = TypeVar("T")
+
+
+class EventCatalog:
+    def __init__(self, events: EventRepository, holds: HoldStore) -> None:
+        self._events = events
+        self._holds = holds
+        self._cache: dict[str, Event] = {}
+        self._loading: dict[str, asyncio.Future[None]] = {}
+
+    async def get(self, event_id: str) -> Event:
+        """The event and its seat map; seat maps never change, so one read is enough."""
+        event = self._cache.get(event_id)
+        if event is None:
+            event = await self._events.get_event(event_id)
+            if event is None:
+                raise EventNotFound(event_id)
+            self._cache[event_id] = event
+        return event
+
+    def remember(self, event: Event) -> None:
+        self._cache[event.event_id] = event
+
+    async def load(self, event_id: str) -> None:
+        """Load one event from SQL into the hold store; concurrent callers share one load."""
+        pending = self._loading.get(event_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loading[event_id] = future
+        try:
+            snapshot = await self._events.snapshot(event_id)
+            if snapshot is None:
+                raise EventNotFound(event_id)
+            await self._holds.load_event(snapshot)
+            future.set_result(None)
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            del self._loading[event_id]
+            if not future.cancelled() and future.done() and future.exception() is not None:
+                future.exception()  # mark retrieved: the raising caller reports it
+
+    async def loaded(self, event_id: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a hold-store call, loading the event first when the store lacks it."""
+        try:
+            return await call()
+        except EventNotLoaded:
+            await self.load(event_id)
+            return await call()

@@ -1,0 +1,63 @@
+"""The sweeper: expires due holds (so EXPIRED reaches the feed) in every
+server process at once; each hold is handled by exactly one of them because
+the expiry is one atomic script."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from ..domain.errors import InventoryError
+from .ports import EventNotLoaded, EventRepository, HoldStore
+
+__all__ = ["Sweeper"]
+
+log = structlog.get_logger(__name__)
+
+
+class Sweeper:
+    def __init__(
+        self,
+        holds: HoldStore,
+        events: EventRepository,
+        *,
+        interval_s: float = 0.2,
+        refresh_events_s: float = 5.0,
+    ) -> None:
+        self._holds = holds
+        self._events = events
+        self._interval_s = interval_s
+        self._refresh_events_s = refresh_events_s
+        self._event_ids: list[str] = []
+        self._refreshed_at = float("-inf")
+        self.expired_total = 0
+
+    def track(self, event_id: str) -> None:
+        """Sweep an event created by this process without waiting for a refresh."""
+        if event_id not in self._event_ids:
+            self._event_ids.append(event_id)
+
+    async def sweep_once(self) -> int:
+        """One pass over every event; returns the number of holds expired."""
+        if time.monotonic() - self._refreshed_at > self._refresh_events_s:
+            self._event_ids = await self._events.event_ids()
+            self._refreshed_at = time.monotonic()
+        expired = 0
+        for event_id in list(self._event_ids):
+            try:
+                count, _, _ = await self._holds.expire_due(event_id)
+            except EventNotLoaded:
+                continue  # nothing is held in an event Redis does not have
+            expired += count
+        self.expired_total += expired
+        return expired
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except InventoryError as exc:  # a backend is down: try again next tick
+                log.warning("sweep failed", reason=exc.reason, error=exc.message)
+            await asyncio.sleep(self._interval_s)

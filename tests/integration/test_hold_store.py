@@ -1,0 +1,247 @@
+"""Contract tests of the hold store's Lua scripts, run on fakeredis (unit) and
+on a real redis-server this session started (integration)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from seat_inventory.adapters.redis import RedisHoldStore, connect_redis
+from seat_inventory.domain.clock import FakeClock
+from seat_inventory.domain.errors import (
+    HoldNotFound,
+    HoldNotOwned,
+    InvalidArgument,
+    SeatNotFound,
+    SeatsUnavailable,
+)
+from seat_inventory.domain.ids import new_hold_id
+from seat_inventory.domain.policy import reserve_fingerprint
+from seat_inventory.service_layer.ports import EventNotLoaded, EventSnapshot, ReserveRequest
+
+SEATS = tuple(f"A{i}" for i in range(1, 11))
+EVENT = "ev1"
+
+
+@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+async def raw_redis(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
+    if request.param == "fakeredis":
+        client = connect_redis(None)
+    else:
+        client = connect_redis(request.getfixturevalue("redis_url"))
+        await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(raw_redis: aioredis.Redis, clock: FakeClock) -> RedisHoldStore:
+    holds = RedisHoldStore(raw_redis, clock=clock)
+    await holds.load_event(EventSnapshot(EVENT, SEATS, frozenset({"A10"})))
+    return holds
+
+
+def request(
+    seats: tuple[str, ...], holder: str = "alice", ttl_ms: int = 5_000, request_id: str = ""
+) -> ReserveRequest:
+    return ReserveRequest(
+        event_id=EVENT,
+        hold_id=new_hold_id(EVENT),
+        holder_id=holder,
+        seat_ids=seats,
+        ttl_ms=ttl_ms,
+        max_lifetime_ms=20_000,
+        request_id=request_id,
+        fingerprint=reserve_fingerprint(seats, ttl_ms),
+    )
+
+
+async def feed(raw_redis: aioredis.Redis) -> list[tuple[str, str]]:
+    return [(f["r"], f["s"]) for _, f in await raw_redis.xrange("{e:ev1}:feed")]
+
+
+async def test_reserve_holds_every_seat_and_reports_the_expiry(
+    store: RedisHoldStore, clock: FakeClock, raw_redis: aioredis.Redis
+) -> None:
+    """A Reserve of free seats holds all of them until now + ttl and feeds HELD."""
+    hold = await store.reserve(request(("A1", "A2")))
+    assert hold.seat_ids == ("A1", "A2")
+    assert hold.expires_at_ms == clock.now_ms() + 5_000
+    state = await store.live_state(EVENT)
+    assert state.held == {"A1", "A2"}
+    assert state.booked == {"A10"}
+    assert await feed(raw_redis) == [("HELD", "A1,A2")]
+
+
+async def test_reserve_is_all_or_nothing(store: RedisHoldStore, raw_redis: aioredis.Redis) -> None:
+    """When one seat is taken, none is held and the error names exactly the taken seats."""
+    await store.reserve(request(("A2",), holder="bob"))
+    with pytest.raises(SeatsUnavailable) as caught:
+        await store.reserve(request(("A1", "A2", "A10")))
+    assert set(caught.value.seat_ids) == {"A2", "A10"}
+    assert (await store.live_state(EVENT)).held == {"A2"}
+    assert await feed(raw_redis) == [("HELD", "A2")]
+
+
+async def test_unknown_seat_is_seat_not_found(store: RedisHoldStore) -> None:
+    """A seat outside the seat map is SEAT_NOT_FOUND, naming it."""
+    with pytest.raises(SeatNotFound) as caught:
+        await store.reserve(request(("A1", "Z9")))
+    assert caught.value.metadata["seat_ids"] == "Z9"
+
+
+async def test_unloaded_event_signals_not_loaded(store: RedisHoldStore) -> None:
+    """An event Redis does not have asks the caller to load it first."""
+    with pytest.raises(EventNotLoaded):
+        await store.live_state("ev2")
+
+
+async def test_same_request_id_returns_the_same_hold(store: RedisHoldStore) -> None:
+    """A retried Reserve with the same request_id gets the same hold, not a conflict."""
+    first = await store.reserve(request(("A1",), request_id="r-1"))
+    again = await store.reserve(request(("A1",), request_id="r-1"))
+    assert again == first
+
+
+async def test_request_id_with_other_seats_is_invalid(store: RedisHoldStore) -> None:
+    """Reusing a request_id for a different payload is INVALID_ARGUMENT."""
+    await store.reserve(request(("A1",), request_id="r-1"))
+    with pytest.raises(InvalidArgument):
+        await store.reserve(request(("A2",), request_id="r-1"))
+
+
+async def test_request_id_is_scoped_to_the_holder(store: RedisHoldStore) -> None:
+    """Two holders may use the same request_id independently."""
+    await store.reserve(request(("A1",), request_id="r-1"))
+    other = await store.reserve(request(("A2",), holder="bob", request_id="r-1"))
+    assert other.seat_ids == ("A2",)
+
+
+async def test_concurrent_retries_with_one_request_id_make_one_hold(store: RedisHoldStore) -> None:
+    """Ten simultaneous Reserves with one request_id all get the same single hold."""
+    holds = await asyncio.gather(*(store.reserve(request(("A3",), request_id="r-9"))
+                                   for _ in range(10)))
+    assert len({h.hold_id for h in holds}) == 1
+
+
+async def test_lapsed_hold_frees_its_seats_at_once(store: RedisHoldStore, clock: FakeClock) -> None:
+    """At expires_at the seats are free for another holder, without waiting for a sweep."""
+    hold = await store.reserve(request(("A1",)))
+    clock.advance(5_000)
+    other = await store.reserve(request(("A1",), holder="bob"))
+    assert other.hold_id != hold.hold_id
+    with pytest.raises(HoldNotFound):
+        await store.release(EVENT, hold.hold_id, "alice")
+    with pytest.raises(HoldNotFound):
+        await store.extend(EVENT, hold.hold_id, "alice", 5_000)
+
+
+async def test_release_frees_seats_once(store: RedisHoldStore, raw_redis: aioredis.Redis) -> None:
+    """Release answers True, a second Release False, and the seats are free again."""
+    hold = await store.reserve(request(("A1", "A2")))
+    assert await store.release(EVENT, hold.hold_id, "alice") is True
+    assert await store.release(EVENT, hold.hold_id, "alice") is False
+    assert (await store.live_state(EVENT)).held == set()
+    assert await feed(raw_redis) == [("HELD", "A1,A2"), ("RELEASED", "A1,A2")]
+
+
+async def test_another_holder_cannot_release_or_extend(store: RedisHoldStore) -> None:
+    """Release and ExtendHold by a different holder are HOLD_NOT_OWNED and change nothing."""
+    hold = await store.reserve(request(("A1",)))
+    with pytest.raises(HoldNotOwned):
+        await store.release(EVENT, hold.hold_id, "mallory")
+    with pytest.raises(HoldNotOwned):
+        await store.extend(EVENT, hold.hold_id, "mallory", 5_000)
+    assert (await store.live_state(EVENT)).held == {"A1"}
+
+
+async def test_unknown_hold_is_not_found(store: RedisHoldStore) -> None:
+    """A hold id that never existed is HOLD_NOT_FOUND."""
+    with pytest.raises(HoldNotFound):
+        await store.release(EVENT, new_hold_id(EVENT), "alice")
+
+
+async def test_extend_moves_expiry_but_not_past_the_lifetime_cap(
+    store: RedisHoldStore, clock: FakeClock
+) -> None:
+    """ExtendHold sets now + ttl, capped at creation + max lifetime."""
+    hold = await store.reserve(request(("A1",)))
+    clock.advance(4_000)
+    extended = await store.extend(EVENT, hold.hold_id, "alice", 5_000)
+    assert extended.expires_at_ms == clock.now_ms() + 5_000
+    clock.advance(4_000)
+    capped = await store.extend(EVENT, hold.hold_id, "alice", 19_000)
+    assert capped.expires_at_ms == hold.expires_at_ms - 5_000 + 20_000
+    clock.advance(4_000)
+    with pytest.raises(SeatsUnavailable):
+        await store.reserve(request(("A1",), holder="bob"))
+
+
+async def test_sweeper_expires_due_holds_onto_the_feed(
+    store: RedisHoldStore, clock: FakeClock, raw_redis: aioredis.Redis
+) -> None:
+    """expire_due records EXPIRED for lapsed holds only, and only seats nobody took since."""
+    first = await store.reserve(request(("A1", "A2")))
+    clock.advance(5_000)
+    await store.reserve(request(("A2",), holder="bob", ttl_ms=60_000))
+    expired, next_deadline, confirming = await store.expire_due(EVENT)
+    assert (expired, confirming) == (1, [])
+    assert next_deadline == clock.now_ms() + 60_000
+    assert (await feed(raw_redis))[-1] == ("EXPIRED", "A1")
+    with pytest.raises(HoldNotFound):
+        await store.release(EVENT, first.hold_id, "alice")
+    assert await store.expire_due(EVENT) == (0, next_deadline, [])
+
+
+async def test_load_event_does_not_overwrite_a_loaded_event(store: RedisHoldStore) -> None:
+    """Loading an event that is loaded already keeps its live holds."""
+    await store.reserve(request(("A1",)))
+    await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+    assert (await store.live_state(EVENT)).held == {"A1"}
+    assert (await store.live_state(EVENT)).booked == {"A10"}
+
+
+async def test_reload_after_data_loss_keeps_sold_seats_unavailable(
+    store: RedisHoldStore, raw_redis: aioredis.Redis
+) -> None:
+    """After FLUSHALL the event reloads from the snapshot and sold seats stay unavailable."""
+    await raw_redis.flushall()
+    with pytest.raises(EventNotLoaded):
+        await store.reserve(request(("A10",)))
+    await store.load_event(EventSnapshot(EVENT, SEATS, frozenset({"A10"})))
+    with pytest.raises(SeatsUnavailable):
+        await store.reserve(request(("A10",)))
+
+
+async def test_cursor_changes_with_every_change_and_with_a_reload(
+    store: RedisHoldStore, raw_redis: aioredis.Redis
+) -> None:
+    """The cursor moves with each feed entry, and a reload starts a new feed epoch."""
+    before = (await store.live_state(EVENT)).cursor
+    await store.reserve(request(("A1",)))
+    after = (await store.live_state(EVENT)).cursor
+    assert after != before
+    await raw_redis.flushall()
+    await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+    reloaded = (await store.live_state(EVENT)).cursor
+    assert reloaded.split(".")[0] != after.split(".")[0]
+
+
+async def test_real_ttl_frees_seats_without_a_clock(raw_redis: aioredis.Redis) -> None:
+    """With Redis's own clock, a 300 ms hold's seats are free again after it lapses."""
+    holds = RedisHoldStore(raw_redis)
+    await holds.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+    hold = await holds.reserve(request(("A1",), ttl_ms=300))
+    await asyncio.sleep(0.4)
+    assert (await holds.live_state(EVENT)).held == set()
+    await holds.reserve(request(("A1",), holder="bob"))
+    with pytest.raises(HoldNotFound):
+        await holds.extend(EVENT, hold.hold_id, "alice", 1_000)
