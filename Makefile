@@ -27,21 +27,29 @@ help: ## List the targets
 
 install: $(STAMP) ## Create .venv and install the service, its client and the dev tools
 
+# pip -qq: errors still show; warnings about the machine's pip index settings
+# (one per package on some machines) do not.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@echo "==> install: $(VENV) (pip install -e ./clients/python -e '.[dev]')"
 	@[ -x $(BIN)/python ] || python3 -m venv $(VENV)
-	@$(BIN)/pip install --quiet --disable-pip-version-check -e ./clients/python -e '.[dev]'
+	@$(BIN)/pip install -qq --disable-pip-version-check -e ./clients/python -e '.[dev]'
 	@touch $@
 
 serve: install ## Run the service on its embedded default (SQLite + in-process Redis); ARGS=... adds flags
-	@echo "==> serve: seat-inventory serve $(ARGS)"
+	@echo "==> serve: $(strip seat-inventory serve $(ARGS))"
 	@$(BIN)/seat-inventory serve $(ARGS)
 
 # buf runs the generators named in buf.gen.yaml from PATH, so the venv's
 # python, grpcio-tools and mypy-protobuf must come first. mypy-protobuf reports
 # every file it writes; those lines are dropped, anything else is shown.
+# Generated files are deleted first so that the output of a removed .proto
+# shows up in check-gen instead of lingering. (`buf generate --clean` would
+# also delete the hand-written __init__.py and py.typed beside them.)
+GENERATED := \( -name '*_pb2.py' -o -name '*_pb2.pyi' -o -name '*_pb2_grpc.py' -o -name '*_pb2_grpc.pyi' \)
+
 gen: install ## Regenerate clients/python/src from protos/
 	@echo "==> gen: buf generate (protos/ -> clients/python/src)"
+	@find clients/python/src -type f $(GENERATED) -delete
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/buf generate 2>&1 | { grep -v '^Writing mypy to ' || true; }
 
 check-gen: gen ## Fail if the committed generated code differs from a fresh regeneration
@@ -54,17 +62,20 @@ check-gen: gen ## Fail if the committed generated code differs from a fresh rege
 		exit 1; \
 	fi
 
+# Every check runs even after one fails, so one CI run reports all problems.
 lint: install ## buf lint and format, ruff check and format, mypy --strict
-	@echo "==> lint: buf lint"
-	@$(BIN)/buf lint
-	@echo "==> lint: buf format --diff --exit-code"
-	@$(BIN)/buf format --diff --exit-code
-	@echo "==> lint: ruff check ."
-	@$(BIN)/ruff check --quiet .
-	@echo "==> lint: ruff format --check ."
-	@$(BIN)/ruff format --check --quiet .
-	@echo "==> lint: mypy"
-	@$(BIN)/mypy
+	@failed=""; \
+	echo "==> lint: buf lint"; \
+	$(BIN)/buf lint || failed="$$failed 'buf lint'"; \
+	echo "==> lint: buf format --diff --exit-code"; \
+	$(BIN)/buf format --diff --exit-code || failed="$$failed 'buf format'"; \
+	echo "==> lint: ruff check ."; \
+	$(BIN)/ruff check --quiet . || failed="$$failed 'ruff check'"; \
+	echo "==> lint: ruff format --check ."; \
+	$(BIN)/ruff format --check --quiet . || failed="$$failed 'ruff format'"; \
+	echo "==> lint: mypy"; \
+	$(BIN)/mypy || failed="$$failed mypy"; \
+	if [ -n "$$failed" ]; then echo "lint: failed:$$failed" >&2; exit 1; fi
 
 services: ## Start the local Redis and PostgreSQL if they are installed but not running
 	@echo "==> services: Redis and PostgreSQL on 127.0.0.1"

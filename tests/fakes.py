@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from seat_inventory.domain.errors import BookingNotFound, EventExists, SeatsUnavailable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from seat_inventory.domain.errors import (
+    BackendUnavailable,
+    BookingNotFound,
+    EventExists,
+    HoldNotFound,
+    SeatsUnavailable,
+)
 from seat_inventory.domain.model import Booking, BookingStatus, Event
 from seat_inventory.service_layer.ports import EventSnapshot
 
@@ -14,12 +23,11 @@ class InMemoryEventRepository:
         self.events: dict[str, Event] = {}
         self.bookings: dict[str, Booking] = {}
         self.booked: dict[tuple[str, str], str] = {}  # (event, seat) -> booking id
+        self.given_up: set[str] = set()  # holds repair settled as never booked
         self.down = False
 
     def _check(self) -> None:
         if self.down:
-            from seat_inventory.domain.errors import BackendUnavailable
-
             raise BackendUnavailable("database", "fake is down")
 
     async def create_event(self, event: Event) -> tuple[Event, bool]:
@@ -36,30 +44,47 @@ class InMemoryEventRepository:
         self._check()
         return self.events.get(event_id)
 
-    async def snapshot(self, event_id: str) -> EventSnapshot | None:
+    async def snapshot(
+        self, event_id: str, apply: Callable[[EventSnapshot], Awaitable[None]] | None = None
+    ) -> EventSnapshot | None:
         self._check()
         event = self.events.get(event_id)
         if event is None:
             return None
         booked = frozenset(seat for (ev, seat) in self.booked if ev == event_id)
-        return EventSnapshot(event_id, event.seat_ids, booked)
+        snapshot = EventSnapshot(event_id, event.seat_ids, booked)
+        if apply is not None:
+            await apply(snapshot)
+        return snapshot
 
     async def event_ids(self) -> list[str]:
         self._check()
         return list(self.events)
 
-    async def commit_booking(self, booking: Booking) -> tuple[Booking, bool]:
+    async def commit_booking(
+        self, event_id: str, hold_id: str, claim: Callable[[], Awaitable[Booking]]
+    ) -> tuple[Booking, bool]:
         self._check()
+        booking = await claim()
+        if hold_id in self.given_up:
+            raise HoldNotFound(hold_id)
         for existing in self.bookings.values():
-            if existing.hold_id == booking.hold_id:
+            if existing.hold_id == hold_id:
                 return existing, False
-        taken = [s for s in booking.seat_ids if (booking.event_id, s) in self.booked]
+        taken = [s for s in booking.seat_ids if (event_id, s) in self.booked]
         if taken:
-            raise SeatsUnavailable(booking.event_id, taken)
+            raise SeatsUnavailable(event_id, taken)
         self.bookings[booking.booking_id] = booking
         for seat in booking.seat_ids:
-            self.booked[(booking.event_id, seat)] = booking.booking_id
+            self.booked[(event_id, seat)] = booking.booking_id
         return booking, True
+
+    async def settle_unconfirmed(self, event_id: str, hold_id: str, now_ms: int) -> Booking | None:
+        self._check()
+        booking = await self.booking_by_hold(hold_id)
+        if booking is None:
+            self.given_up.add(hold_id)
+        return booking
 
     async def booking_by_hold(self, hold_id: str) -> Booking | None:
         self._check()
@@ -69,20 +94,23 @@ class InMemoryEventRepository:
         self._check()
         return self.bookings.get(booking_id)
 
-    async def cancel_booking(self, booking_id: str, now_ms: int) -> tuple[Booking, bool]:
+    async def cancel_booking(
+        self, booking_id: str, now_ms: int, apply: Callable[[Booking], Awaitable[None]]
+    ) -> tuple[Booking, bool]:
         self._check()
         booking = self.bookings.get(booking_id)
         if booking is None:
             raise BookingNotFound(booking_id)
-        if booking.status is BookingStatus.CANCELLED:
-            return booking, False
-        from dataclasses import replace
-
-        cancelled = replace(booking, status=BookingStatus.CANCELLED, cancelled_at_ms=now_ms)
-        self.bookings[booking_id] = cancelled
-        for seat in booking.seat_ids:
-            self.booked.pop((booking.event_id, seat), None)
-        return cancelled, True
+        changed = booking.status is BookingStatus.CONFIRMED
+        if changed:
+            booking = replace(booking, status=BookingStatus.CANCELLED, cancelled_at_ms=now_ms)
+            self.bookings[booking_id] = booking
+            for seat in booking.seat_ids:
+                self.booked.pop((booking.event_id, seat), None)
+        # Like the SQL adapter: only seats nobody has booked since are freed.
+        free = tuple(s for s in booking.seat_ids if (booking.event_id, s) not in self.booked)
+        await apply(replace(booking, seat_ids=free))
+        return booking, changed
 
     async def ping(self) -> None:
         self._check()

@@ -14,7 +14,9 @@ from .adapters.sql import SqlEventRepository, make_engine, migrate
 from .config import Settings
 from .domain.clock import Clock, SystemClock
 from .service_layer.admin import AdminService
+from .service_layer.bookings import BookingService
 from .service_layer.catalog import EventCatalog
+from .service_layer.failpoints import Failpoints
 from .service_layer.inventory import InventoryService
 from .service_layer.sweeper import Sweeper
 
@@ -33,6 +35,7 @@ class App:
     catalog: EventCatalog
     inventory: InventoryService
     admin: AdminService
+    bookings: BookingService
     sweeper: Sweeper
 
     async def close(self) -> None:
@@ -40,7 +43,9 @@ class App:
         await self.engine.dispose()
 
 
-async def build(settings: Settings, *, clock: Clock | None = None) -> App:
+async def build(
+    settings: Settings, *, clock: Clock | None = None, failpoints: Failpoints | None = None
+) -> App:
     """Build every adapter and service. ``clock`` (tests only) also drives the
     Lua scripts; without it Redis's own clock decides expiry."""
     database_url = settings.effective_database_url
@@ -53,6 +58,12 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> App:
     events = SqlEventRepository(engine)
     catalog = EventCatalog(events, holds)
     inventory = InventoryService(holds, catalog, settings.limits)
-    admin = AdminService(events, catalog, inventory, settings.limits, clock or SystemClock())
-    sweeper = Sweeper(holds, events, interval_s=settings.sweep_interval_s)
-    return App(settings, redis, engine, holds, events, catalog, inventory, admin, sweeper)
+    wall = clock or SystemClock()
+    admin = AdminService(events, catalog, inventory, settings.limits, wall)
+    bookings = BookingService(
+        holds, events, catalog, settings.limits, wall, failpoints or Failpoints.from_env()
+    )
+    sweeper = Sweeper(holds, events, repair=bookings.repair, interval_s=settings.sweep_interval_s)
+    return App(
+        settings, redis, engine, holds, events, catalog, inventory, admin, bookings, sweeper
+    )

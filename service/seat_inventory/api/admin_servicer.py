@@ -9,8 +9,9 @@ from seatinventory.v1 import inventory_admin_pb2 as pb
 from seatinventory.v1 import inventory_admin_pb2_grpc as pb_grpc
 
 from ..service_layer.admin import AdminService
+from ..service_layer.bookings import BookingService
 from .errors import unary
-from .translate import event_to_proto, seat_spec_from_proto
+from .translate import booking_to_proto, event_to_proto, seat_spec_from_proto
 
 __all__ = ["InventoryAdminServicer"]
 
@@ -18,8 +19,9 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class InventoryAdminServicer(pb_grpc.InventoryAdminServicer):
-    def __init__(self, admin: AdminService) -> None:
+    def __init__(self, admin: AdminService, bookings: BookingService) -> None:
         self._admin = admin
+        self._bookings = bookings
 
     @unary(ceiling_s=60.0)  # a 100,000-seat map takes a while to store
     async def CreateEvent(
@@ -36,3 +38,10 @@ class InventoryAdminServicer(pb_grpc.InventoryAdminServicer):
         return pb.GetEventResponse(
             event=event_to_proto(event, counts, include_seats=request.include_seats)
         )
+
+    @unary()
+    async def CancelBooking(
+        self, request: pb.CancelBookingRequest, context: Ctx
+    ) -> pb.CancelBookingResponse:
+        booking = await self._bookings.cancel(request.booking_id)
+        return pb.CancelBookingResponse(booking=booking_to_proto(booking))

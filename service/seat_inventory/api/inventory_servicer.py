@@ -9,9 +9,10 @@ from seatinventory.v1 import seat_inventory_pb2 as pb
 from seatinventory.v1 import seat_inventory_pb2_grpc as pb_grpc
 
 from ..domain.policy import Violations
+from ..service_layer.bookings import BookingService
 from ..service_layer.inventory import InventoryService
 from .errors import unary
-from .translate import availability_seats, hold_to_proto, ttl_ms
+from .translate import availability_seats, booking_to_proto, hold_to_proto, ttl_ms
 
 __all__ = ["SeatInventoryServicer"]
 
@@ -19,8 +20,9 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class SeatInventoryServicer(pb_grpc.SeatInventoryServicer):
-    def __init__(self, inventory: InventoryService) -> None:
+    def __init__(self, inventory: InventoryService, bookings: BookingService) -> None:
         self._inventory = inventory
+        self._bookings = bookings
 
     @unary()
     async def Reserve(self, request: pb.ReserveRequest, context: Ctx) -> pb.ReserveResponse:
@@ -31,6 +33,13 @@ class SeatInventoryServicer(pb_grpc.SeatInventoryServicer):
             request.event_id, request.seat_ids, request.holder_id, ttl, request.request_id
         )
         return pb.ReserveResponse(hold=hold_to_proto(hold))
+
+    @unary()
+    async def Confirm(self, request: pb.ConfirmRequest, context: Ctx) -> pb.ConfirmResponse:
+        booking = await self._bookings.confirm(
+            request.hold_id, request.holder_id, request.order_ref, request.request_id
+        )
+        return pb.ConfirmResponse(booking=booking_to_proto(booking))
 
     @unary()
     async def Release(self, request: pb.ReleaseRequest, context: Ctx) -> pb.ReleaseResponse:

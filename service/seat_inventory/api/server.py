@@ -44,10 +44,10 @@ class Server:
             ]
         )
         inventory_grpc.add_SeatInventoryServicer_to_server(
-            SeatInventoryServicer(app.inventory), self._server
+            SeatInventoryServicer(app.inventory, app.bookings), self._server
         )
         admin_grpc.add_InventoryAdminServicer_to_server(
-            InventoryAdminServicer(app.admin), self._server
+            InventoryAdminServicer(app.admin, app.bookings), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

@@ -44,10 +44,9 @@ class EventCatalog:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._loading[event_id] = future
         try:
-            snapshot = await self._events.snapshot(event_id)
+            snapshot = await self._events.snapshot(event_id, apply=self._holds.load_event)
             if snapshot is None:
                 raise EventNotFound(event_id)
-            await self._holds.load_event(snapshot)
             future.set_result(None)
         except BaseException as exc:
             future.set_exception(exc)

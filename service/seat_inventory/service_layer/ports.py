@@ -6,7 +6,7 @@ hear about and ``BackendUnavailable`` when their backend cannot be reached.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -102,6 +102,25 @@ class HoldStore(Protocol):
         Raises EventNotLoaded."""
         ...
 
+    async def claim(self, event_id: str, hold_id: str, holder_id: str) -> tuple[str, ...]:
+        """Confirm step 1: pin a live, owned hold (idempotent); returns its seats.
+        Raises EventNotLoaded, HoldNotFound, HoldNotOwned."""
+        ...
+
+    async def finalize(self, event_id: str, hold_id: str, seat_ids: Sequence[str]) -> None:
+        """Confirm step 3: mirror a committed booking (idempotent)."""
+        ...
+
+    async def abort_confirm(
+        self, event_id: str, hold_id: str, sold_elsewhere: Sequence[str] = ()
+    ) -> None:
+        """Drop a claimed hold SQL did not book; seats sold elsewhere go to sold."""
+        ...
+
+    async def cancel(self, event_id: str, seat_ids: Sequence[str]) -> None:
+        """A cancelled booking's seats leave sold (idempotent)."""
+        ...
+
     async def ping(self) -> None:
         """Raises BackendUnavailable when the store cannot be reached."""
         ...
@@ -122,20 +141,39 @@ class EventRepository(Protocol):
         """The event with its seat map in creation order."""
         ...
 
-    async def snapshot(self, event_id: str) -> EventSnapshot | None:
+    async def snapshot(
+        self,
+        event_id: str,
+        apply: Callable[[EventSnapshot], Awaitable[None]] | None = None,
+    ) -> EventSnapshot | None:
         """Seat ids (creation order) and actively booked seat ids, read in one
-        transaction; None when the event does not exist."""
+        transaction; None when the event does not exist.
+
+        With ``apply`` (loading Redis), the read and ``apply`` run while the
+        event's booking writers are fenced out, so no booking committed during
+        the load can be missing from what Redis gets."""
         ...
 
     async def event_ids(self) -> list[str]:
         ...
 
-    async def commit_booking(self, booking: Booking) -> tuple[Booking, bool]:
-        """Insert the booking and its booked seats in one transaction.
+    async def commit_booking(
+        self, event_id: str, hold_id: str, claim: Callable[[], Awaitable[Booking]]
+    ) -> tuple[Booking, bool]:
+        """Confirm step 2. Inside one transaction that holds the event's
+        booking fence: ``claim()`` (Confirm step 1, in Redis) returns the
+        booking to write; it and its booked seats are inserted.
 
-        Returns (booking, True) when inserted, (the existing booking of the
-        same hold_id, False) when that hold was confirmed before. Raises
+        Returns (booking, True) when inserted, (the existing booking, False)
+        when the hold was confirmed before. Raises what ``claim`` raises (and
+        writes nothing), HoldNotFound when repair gave the hold up, and
         SeatsUnavailable when another active booking owns one of the seats."""
+        ...
+
+    async def settle_unconfirmed(self, event_id: str, hold_id: str, now_ms: int) -> Booking | None:
+        """Repair's decision for a confirming hold past its deadline: its
+        booking when one was committed; otherwise None, after recording that
+        the hold is given up so that a late commit of it fails."""
         ...
 
     async def booking_by_hold(self, hold_id: str) -> Booking | None:
@@ -144,8 +182,15 @@ class EventRepository(Protocol):
     async def get_booking(self, booking_id: str) -> Booking | None:
         ...
 
-    async def cancel_booking(self, booking_id: str, now_ms: int) -> tuple[Booking, bool]:
-        """Mark the booking cancelled and free its seats in SQL.
+    async def cancel_booking(
+        self,
+        booking_id: str,
+        now_ms: int,
+        apply: Callable[[Booking], Awaitable[None]],
+    ) -> tuple[Booking, bool]:
+        """Mark the booking cancelled and free its seats in SQL, then run
+        ``apply`` (freeing them in Redis) while the booking fence is held, also
+        when it was cancelled before (so a retry heals a failed ``apply``).
 
         Returns (booking, True) when cancelled now, (booking, False) when it
         was already cancelled. Raises BookingNotFound."""

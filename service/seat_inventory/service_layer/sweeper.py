@@ -1,11 +1,13 @@
-"""The sweeper: expires due holds (so EXPIRED reaches the feed) in every
-server process at once; each hold is handled by exactly one of them because
-the expiry is one atomic script."""
+"""The sweeper, in every server process at once: expires due holds (so
+EXPIRED reaches the feed within a tick) and repairs confirming holds whose
+Confirm died half-way. Each expiry is one atomic script and each repair is
+decided by one SQL row, so concurrent sweepers never disagree."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -23,16 +25,19 @@ class Sweeper:
         holds: HoldStore,
         events: EventRepository,
         *,
+        repair: Callable[[str, str], Awaitable[bool]],
         interval_s: float = 0.2,
         refresh_events_s: float = 5.0,
     ) -> None:
         self._holds = holds
         self._events = events
+        self._repair = repair
         self._interval_s = interval_s
         self._refresh_events_s = refresh_events_s
         self._event_ids: list[str] = []
         self._refreshed_at = float("-inf")
         self.expired_total = 0
+        self.repaired_total = 0
 
     def track(self, event_id: str) -> None:
         """Sweep an event created by this process without waiting for a refresh."""
@@ -47,10 +52,14 @@ class Sweeper:
         expired = 0
         for event_id in list(self._event_ids):
             try:
-                count, _, _ = await self._holds.expire_due(event_id)
+                count, _, confirming = await self._holds.expire_due(event_id)
             except EventNotLoaded:
                 continue  # nothing is held in an event Redis does not have
             expired += count
+            for hold_id in confirming:
+                booked = await self._repair(event_id, hold_id)
+                self.repaired_total += 1
+                log.info("repaired confirming hold", event_id=event_id, booked=booked)
         self.expired_total += expired
         return expired
 

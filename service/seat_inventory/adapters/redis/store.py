@@ -27,7 +27,18 @@ from .keys import EventKeys
 
 __all__ = ["RedisHoldStore", "StoreSettings"]
 
-_SCRIPTS = ("reserve", "release", "extend", "live_state", "load_event", "expire_due")
+_SCRIPTS = (
+    "reserve",
+    "release",
+    "extend",
+    "live_state",
+    "load_event",
+    "expire_due",
+    "claim",
+    "finalize",
+    "abort_confirm",
+    "cancel",
+)
 
 
 def _script_source(name: str) -> str:
@@ -43,11 +54,15 @@ class StoreSettings:
         release_tombstone_ms: int = 3_600_000,
         hold_retention_ms: int = 86_400_000,
         sweep_batch: int = 500,
+        confirm_window_ms: int = 30_000,
     ) -> None:
         self.feed_maxlen = feed_maxlen
         self.release_tombstone_ms = release_tombstone_ms
         self.hold_retention_ms = hold_retention_ms
         self.sweep_batch = sweep_batch
+        # A claimed hold stays confirmable for at least this long, so a
+        # Confirm that failed on a database outage can be retried.
+        self.confirm_window_ms = confirm_window_ms
 
 
 class RedisHoldStore:
@@ -168,6 +183,39 @@ class RedisHoldStore:
         reply = await self._run("expire_due", event_id, [], [self._settings.sweep_batch])
         next_deadline = int(float(reply[2])) if reply[2] else None
         return int(reply[1]), next_deadline, list(reply[3:])
+
+    async def claim(self, event_id: str, hold_id: str, holder_id: str) -> tuple[str, ...]:
+        """Confirm step 1: pin the hold; returns its seats."""
+        reply = await self._run(
+            "claim",
+            event_id,
+            [EventKeys(event_id).hold(hold_id)],
+            [hold_id, holder_id, self._settings.confirm_window_ms],
+        )
+        self._hold_errors(reply[0], hold_id)
+        return tuple(reply[1].split(","))
+
+    async def finalize(self, event_id: str, hold_id: str, seat_ids: Sequence[str]) -> None:
+        """Confirm step 3: mirror a committed booking. An unloaded event needs
+        nothing: its next load reads the booking from SQL."""
+        try:
+            await self._run("finalize", event_id, [], [hold_id, ",".join(seat_ids)])
+        except EventNotLoaded:
+            return
+
+    async def abort_confirm(
+        self, event_id: str, hold_id: str, sold_elsewhere: Sequence[str] = ()
+    ) -> None:
+        try:
+            await self._run("abort_confirm", event_id, [], [hold_id, ",".join(sold_elsewhere)])
+        except EventNotLoaded:
+            return
+
+    async def cancel(self, event_id: str, seat_ids: Sequence[str]) -> None:
+        try:
+            await self._run("cancel", event_id, [], [",".join(seat_ids)])
+        except EventNotLoaded:
+            return
 
     async def ping(self) -> None:
         try:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import exc as sa_exc
 
@@ -13,6 +14,18 @@ from ...domain.errors import BackendUnavailable
 # exception, 28 bad credentials, 3D no such database, 53 insufficient
 # resources (too many connections, disk full), 57P shutdown / starting up.
 _UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53", "57P")
+_CALLBACK_NOTE = "raised by a callback the SQL adapter ran, not by the database"
+
+T = TypeVar("T")
+
+
+async def callback(call: Awaitable[T]) -> T:
+    """Await a caller's callback (a Redis step): its failures stay its own."""
+    try:
+        return await call
+    except (OSError, TimeoutError, sa_exc.SQLAlchemyError) as exc:
+        exc.add_note(_CALLBACK_NOTE)  # database_errors lets it through unchanged
+        raise
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -30,8 +43,8 @@ def is_unavailable(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
-    first_line = next(iter(str(cause).strip().splitlines()), "")
-    return f"{type(cause).__name__}: {first_line}" if first_line else type(cause).__name__
+    first_line = next(iter(str(cause).strip().splitlines()), "") or "no answer in time"
+    return f"{type(cause).__name__}: {first_line}"
 
 
 @contextmanager
@@ -40,6 +53,6 @@ def database_errors() -> Iterator[None]:
     try:
         yield
     except (OSError, TimeoutError, sa_exc.SQLAlchemyError) as exc:
-        if not is_unavailable(exc):
+        if not is_unavailable(exc) or _CALLBACK_NOTE in getattr(exc, "__notes__", ()):
             raise
         raise BackendUnavailable("database", _describe(exc)) from exc

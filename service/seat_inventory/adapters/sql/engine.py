@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from sqlalchemy import event
@@ -11,7 +12,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from .urls import normalize_url
 
-__all__ = ["for_writes", "make_engine"]
+__all__ = ["for_writes", "make_engine", "try_wal"]
 
 _WRITE_OPTION = "seat_inventory_write"
 
@@ -52,12 +53,7 @@ def for_writes(engine: AsyncEngine) -> AsyncEngine:
 
 def _sqlite_engine(url: str, *, busy_timeout_s: float) -> AsyncEngine:
     engine = create_async_engine(url, pool_timeout=busy_timeout_s)
-    # busy_timeout first: switching to WAL itself may wait for another connection.
-    pragmas = (
-        f"busy_timeout = {int(busy_timeout_s * 1000)}",
-        "journal_mode = WAL",
-        "foreign_keys = ON",
-    )
+    busy_ms = int(busy_timeout_s * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -65,9 +61,12 @@ def _sqlite_engine(url: str, *, busy_timeout_s: float) -> AsyncEngine:
         # transaction; the begin hook below takes over instead.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in pragmas:
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            try_wal(cursor)
+        finally:
+            cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -78,3 +77,23 @@ def _sqlite_engine(url: str, *, busy_timeout_s: float) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def try_wal(cursor: Any) -> bool:
+    """Switch the database file to WAL; False when another connection holds it now.
+
+    WAL is a property of the file, so one connection succeeding is enough;
+    ``migrate`` insists until the switch is made.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    if cursor.fetchone()[0] == "wal":
+        return True
+    try:
+        # Switching needs the file to itself and SQLite may refuse at once
+        # rather than wait (busy_timeout does not always apply).
+        cursor.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        return False
+    return bool(cursor.fetchone()[0] == "wal")

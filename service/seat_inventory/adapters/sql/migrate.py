@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,13 +15,18 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ._errors import database_errors
-from .engine import for_writes, make_engine
+from .engine import for_writes, make_engine, try_wal
 
 __all__ = ["alembic_config", "migrate", "migrate_url", "migration_transaction"]
 
 _HERE = Path(__file__).resolve().parent
 # Any fixed number works, as long as every process migrating this schema uses it.
 _ADVISORY_LOCK_KEY = 0x5EA71_0001
+# Alembic keeps the running migration in module globals (alembic.op,
+# alembic.context): within one process, migrations take turns.
+_IN_PROCESS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -64,9 +70,22 @@ async def migrate(database: AsyncEngine | str) -> None:
         finally:
             await engine.dispose()
         return
+    turn = _IN_PROCESS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
     with database_errors():
-        async with migration_transaction(database) as connection:
-            await connection.run_sync(_upgrade)
+        async with turn:
+            if database.dialect.name == "sqlite":
+                await _ensure_wal(database)
+            async with migration_transaction(database) as connection:
+                await connection.run_sync(_upgrade)
+
+
+async def _ensure_wal(engine: AsyncEngine) -> None:
+    for delay in (0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0):
+        async with engine.connect() as conn:
+            if await conn.run_sync(lambda sync: try_wal(sync.connection.cursor())):
+                return
+        await asyncio.sleep(delay)
+    raise TimeoutError("could not switch the SQLite database to WAL: it stays locked")
 
 
 def migrate_url(url: str) -> None:

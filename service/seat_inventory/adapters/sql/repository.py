@@ -6,175 +6,134 @@ Core reached more than twice the ORM's throughput on it here.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Table, and_, delete, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.dml import Insert
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
-from ...domain.errors import BookingNotFound, EventExists, SeatsUnavailable
-from ...domain.model import Booking, BookingStatus, Event
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ...domain.errors import BookingNotFound, EventExists, HoldNotFound, SeatsUnavailable
+from ...domain.model import Booking, Event
 from ...service_layer.ports import EventSnapshot
-from . import _rows
-from ._errors import database_errors
-from .engine import for_writes
-from .tables import booked_seats, bookings, events, seats
+from . import _queries as q
+from ._errors import callback, database_errors
+from ._fence import Fence
+from ._rows import same_event
+from .tables import events
 
 __all__ = ["SqlEventRepository"]
 
-_SEAT_CHUNK = 5_000  # rows per executemany: bounded memory, few round trips
+_EVENT_IDS = select(events.c.event_id).order_by(events.c.created_at_ms, events.c.event_id)
+# Statistics made for an empty table kept the FK checks of booked_seats on
+# sequential scans and halved booking throughput: refresh them after a load.
+_ANALYZE = text("ANALYZE events, seats")
+_PING = text("SELECT 1")
 
 
 class SqlEventRepository:
-    """``ports.EventRepository`` on PostgreSQL or SQLite."""
+    """``ports.EventRepository`` on PostgreSQL or SQLite; see ``_fence`` for the fence."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._postgres = engine.dialect.name == "postgresql"
-        self._writes = for_writes(engine)
-        # Reads of committed, immutable rows or of one statement need no
-        # BEGIN/ROLLBACK round trips on PostgreSQL.
+        self._fence = Fence(engine)
+        # One-statement reads, and reads of rows that never change once
+        # committed (events, seats), need no BEGIN/ROLLBACK round trips.
         self._reads = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
         )
 
-    def _insert_or_skip(self, table: Table, *conflict: str) -> Insert:
-        if self._postgres:
-            return postgresql.insert(table).on_conflict_do_nothing(index_elements=conflict or None)
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict or None)
-
     async def create_event(self, event: Event) -> tuple[Event, bool]:
         with database_errors():
-            async with self._writes.begin() as conn:
-                row = {
-                    "event_id": event.event_id,
-                    "name": event.name,
-                    "created_at_ms": event.created_at_ms,
-                    "seat_count": len(event.seats),
-                }
-                stmt = self._insert_or_skip(events).values(row).returning(events.c.event_id)
-                if (await conn.execute(stmt)).first() is None:
-                    existing = await _load_event(conn, event.event_id)
-                    if existing is None or not _rows.same_event(existing, event):
+            async with self._fence.transaction(None) as conn:
+                if not await q.insert_event(conn, event):
+                    existing = await q.load_event(conn, event.event_id)
+                    if existing is None or not same_event(existing, event):
                         raise EventExists(event.event_id)
                     return existing, False
-                rows = _rows.seat_rows(event)
-                for start in range(0, len(rows), _SEAT_CHUNK):
-                    await conn.execute(insert(seats), rows[start : start + _SEAT_CHUNK])
             if self._postgres:
-                # Statistics made for an empty table kept the FK checks of
-                # booked_seats on sequential scans and halved booking throughput.
                 async with self._reads.connect() as conn:
-                    await conn.execute(text("ANALYZE events, seats"))
+                    await conn.execute(_ANALYZE)
         return event, True
 
     async def get_event(self, event_id: str) -> Event | None:
         with database_errors():
             async with self._reads.connect() as conn:
-                return await _load_event(conn, event_id)
+                return await q.load_event(conn, event_id)
 
-    async def snapshot(self, event_id: str) -> EventSnapshot | None:
-        joined = events.outerjoin(seats, seats.c.event_id == events.c.event_id).outerjoin(
-            booked_seats,
-            and_(
-                booked_seats.c.event_id == seats.c.event_id,
-                booked_seats.c.seat_id == seats.c.seat_id,
-            ),
-        )
-        stmt = (
-            select(seats.c.seat_id, booked_seats.c.booking_id)
-            .select_from(joined)
-            .where(events.c.event_id == event_id)
-            .order_by(seats.c.position)
-        )
+    async def snapshot(
+        self, event_id: str, apply: Callable[[EventSnapshot], Awaitable[None]] | None = None
+    ) -> EventSnapshot | None:
         with database_errors():
-            async with self._reads.connect() as conn:
-                rows = (await conn.execute(stmt)).all()
-        if not rows:
-            return None
-        seat_ids = tuple(r.seat_id for r in rows if r.seat_id is not None)
-        booked = frozenset(r.seat_id for r in rows if r.booking_id is not None)
-        return EventSnapshot(event_id, seat_ids, booked)
+            if apply is None:
+                async with self._reads.connect() as conn:
+                    return await q.snapshot(conn, event_id)
+            async with self._fence.transaction(event_id, exclusive=True) as conn:
+                snapshot = await q.snapshot(conn, event_id)
+                if snapshot is not None:
+                    await callback(apply(snapshot))
+                return snapshot
 
     async def event_ids(self) -> list[str]:
-        stmt = select(events.c.event_id).order_by(events.c.created_at_ms, events.c.event_id)
         with database_errors():
             async with self._reads.connect() as conn:
-                return list((await conn.scalars(stmt)).all())
+                return list((await conn.scalars(_EVENT_IDS)).all())
 
-    async def commit_booking(self, booking: Booking) -> tuple[Booking, bool]:
-        stmt = self._insert_or_skip(bookings, "hold_id").values(_rows.booking_row(booking))
+    async def commit_booking(
+        self, event_id: str, hold_id: str, claim: Callable[[], Awaitable[Booking]]
+    ) -> tuple[Booking, bool]:
         with database_errors():
-            async with self._writes.begin() as conn:
-                if (await conn.execute(stmt.returning(bookings.c.booking_id))).first() is None:
-                    # hold_id is taken, by a committed booking: READ COMMITTED sees it.
-                    existing = await _booking_where(conn, bookings.c.hold_id == booking.hold_id)
-                    if existing is None:
-                        raise RuntimeError(f"hold {booking.hold_id!r} clashed yet has no booking")
+            async with self._fence.transaction(event_id) as conn:
+                booking = await callback(claim())
+                if (booking.event_id, booking.hold_id) != (event_id, hold_id):
+                    raise ValueError(f"claim answered a booking of another hold: {booking}")
+                if not await q.insert_booking(conn, booking):
+                    existing = await q.booking_by_hold(conn, hold_id)
+                    if existing is None:  # repair gave the hold up
+                        raise HoldNotFound(hold_id)
                     return existing, False
-                taken = await self._claim_seats(conn, booking)
+                taken = await q.book_seats(conn, booking)
                 if taken:
-                    raise SeatsUnavailable(booking.event_id, taken)  # rolls back the booking
+                    raise SeatsUnavailable(event_id, taken)  # and roll the booking back
         return booking, True
 
-    async def _claim_seats(self, conn: AsyncConnection, booking: Booking) -> list[str]:
-        """Insert the booked seats; return those another active booking holds."""
-        # Sorted, so two bookings sharing seats lock them in the same order
-        # and wait for each other instead of deadlocking.
-        wanted = sorted(set(booking.seat_ids))
-        if not wanted:
-            return []
-        values = [
-            {"event_id": booking.event_id, "seat_id": s, "booking_id": booking.booking_id}
-            for s in wanted
-        ]
-        stmt = self._insert_or_skip(booked_seats).values(values).returning(booked_seats.c.seat_id)
-        claimed = set((await conn.scalars(stmt)).all())
-        return [s for s in booking.seat_ids if s not in claimed]
+    async def settle_unconfirmed(self, event_id: str, hold_id: str, now_ms: int) -> Booking | None:
+        with database_errors():
+            async with self._fence.transaction(event_id, exclusive=True) as conn:
+                booking = await q.booking_by_hold(conn, hold_id)
+                if booking is None:
+                    await q.give_up(conn, event_id, hold_id, now_ms)
+                return booking
 
     async def booking_by_hold(self, hold_id: str) -> Booking | None:
         with database_errors():
             async with self._reads.connect() as conn:
-                return await _booking_where(conn, bookings.c.hold_id == hold_id)
+                return await q.booking_by_hold(conn, hold_id)
 
     async def get_booking(self, booking_id: str) -> Booking | None:
         with database_errors():
             async with self._reads.connect() as conn:
-                return await _booking_where(conn, bookings.c.booking_id == booking_id)
+                return await q.booking_by_id(conn, booking_id)
 
-    async def cancel_booking(self, booking_id: str, now_ms: int) -> tuple[Booking, bool]:
-        stmt = (
-            update(bookings)
-            .where(bookings.c.booking_id == booking_id)
-            .where(bookings.c.status == int(BookingStatus.CONFIRMED))
-            .values(status=int(BookingStatus.CANCELLED), cancelled_at_ms=now_ms)
-            .returning(*bookings.c)
-        )
-        with database_errors():
-            async with self._writes.begin() as conn:
-                row = (await conn.execute(stmt)).first()
-                if row is not None:
-                    await conn.execute(
-                        delete(booked_seats).where(booked_seats.c.booking_id == booking_id)
-                    )
-                    return _rows.booking_from(row), True
-                existing = await _booking_where(conn, bookings.c.booking_id == booking_id)
-        if existing is None:
+    async def cancel_booking(
+        self, booking_id: str, now_ms: int, apply: Callable[[Booking], Awaitable[None]]
+    ) -> tuple[Booking, bool]:
+        """See the port; ``apply`` gets the booking with only the seats no active
+        booking holds, so a retried cancel never frees a seat sold again since."""
+        found = await self.get_booking(booking_id)
+        if found is None:
             raise BookingNotFound(booking_id)
-        return existing, False
+        with database_errors():
+            # The fence is held from before the commit until after apply:
+            # Redis frees the seats only once SQL has, and no booking of them
+            # slips in between.
+            async with self._fence.session(found.event_id) as conn:
+                async with conn.begin():
+                    booking, cancelled_now = await q.cancel(conn, booking_id, now_ms)
+                    free = await q.unsold(conn, booking)
+                await callback(apply(replace(booking, seat_ids=free)))
+        return booking, cancelled_now
 
     async def ping(self) -> None:
         with database_errors():
             async with self._reads.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-
-
-async def _booking_where(conn: AsyncConnection, where: ColumnElement[bool]) -> Booking | None:
-    row = (await conn.execute(select(bookings).where(where))).first()
-    return None if row is None else _rows.booking_from(row)
-
-
-async def _load_event(conn: AsyncConnection, event_id: str) -> Event | None:
-    row = (await conn.execute(select(events).where(events.c.event_id == event_id))).first()
-    if row is None:
-        return None
-    stmt = select(seats).where(seats.c.event_id == event_id).order_by(seats.c.position)
-    return _rows.event_from(row, (await conn.execute(stmt)).all())
+                await conn.execute(_PING)

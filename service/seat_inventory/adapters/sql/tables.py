@@ -3,7 +3,8 @@
 A seat is sold while a ``booked_seats`` row names it. Its primary key
 (event_id, seat_id) is what makes a second active booking of a seat
 impossible, on PostgreSQL and SQLite alike; cancelling deletes the rows
-while the booking keeps its seat list.
+while the booking keeps its seat list. ``given_up_holds`` records the holds
+repair settled as never booked, so that a late commit of one fails.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["booked_seats", "bookings", "events", "metadata", "seats"]
+__all__ = ["booked_seats", "bookings", "events", "given_up_holds", "metadata", "seats"]
 
 # Named constraints let migrations refer to them and make the migrated schema
 # comparable with these definitions on every backend.
@@ -80,4 +81,14 @@ booked_seats = Table(
     Column("seat_id", String(64), primary_key=True),
     Column("booking_id", String(40), ForeignKey(bookings.c.booking_id), nullable=False, index=True),
     ForeignKeyConstraint(["event_id", "seat_id"], [seats.c.event_id, seats.c.seat_id]),
+)
+
+given_up_holds = Table(
+    "given_up_holds",
+    metadata,
+    Column("hold_id", String(200), primary_key=True),
+    # No foreign key on purpose: repair must be able to record its decision
+    # whatever state the rest of the database is in.
+    Column("event_id", String(64), nullable=False),
+    Column("given_up_at_ms", BigInteger, nullable=False),
 )

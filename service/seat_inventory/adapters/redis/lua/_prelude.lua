@@ -63,7 +63,7 @@ local function free_seats(hold, seats)
       local owner = parse_seat(value)
       if owner == hold then
         redis.call('DEL', key)
-        freed[#freed + 1] = seat
+        if redis.call('SISMEMBER', K_SOLD, seat) == 0 then freed[#freed + 1] = seat end
       end
     elseif redis.call('SISMEMBER', K_SOLD, seat) == 0 then
       freed[#freed + 1] = seat

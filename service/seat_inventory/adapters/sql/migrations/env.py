@@ -7,10 +7,11 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy.engine import Connection
+
 from seat_inventory.adapters.sql.engine import make_engine
 from seat_inventory.adapters.sql.migrate import migration_transaction
 from seat_inventory.adapters.sql.tables import metadata
-from sqlalchemy.engine import Connection
 
 config = context.config
 

@@ -1,4 +1,4 @@
-"""Events, seats, bookings and booked seats.
+"""Events, seats, bookings, booked seats and given-up holds.
 
 Revision ID: 0001
 Revises:
@@ -72,9 +72,17 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_booked_seats_booking_id", "booked_seats", ["booking_id"])
+    op.create_table(
+        "given_up_holds",
+        sa.Column("hold_id", sa.String(200), nullable=False),
+        sa.Column("event_id", sa.String(64), nullable=False),
+        sa.Column("given_up_at_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("hold_id", name="pk_given_up_holds"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("given_up_holds")
     op.drop_table("booked_seats")
     op.drop_table("bookings")
     op.drop_table("seats")
