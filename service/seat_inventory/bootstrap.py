@@ -64,6 +64,4 @@ async def build(
         holds, events, catalog, settings.limits, wall, failpoints or Failpoints.from_env()
     )
     sweeper = Sweeper(holds, events, repair=bookings.repair, interval_s=settings.sweep_interval_s)
-    return App(
-        settings, redis, engine, holds, events, catalog, inventory, admin, bookings, sweeper
-    )
+    return App(settings, redis, engine, holds, events, catalog, inventory, admin, bookings, sweeper)

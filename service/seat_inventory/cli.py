@@ -46,27 +46,48 @@ def _serve_parser(sub: Any) -> None:
         help="postgresql://user@host/db or sqlite:///path",
     )
     p.add_argument(
-        "--default-ttl", type=_seconds_ms, default=_seconds_ms(
-            _env("DEFAULT_TTL", str(limits.default_ttl_ms / 1000)) or "600"),
+        "--default-ttl",
+        type=_seconds_ms,
+        default=_seconds_ms(_env("DEFAULT_TTL", str(limits.default_ttl_ms / 1000)) or "600"),
         help="seconds a hold lives when Reserve sets no ttl",
     )
-    p.add_argument("--min-ttl", type=_seconds_ms, default=_seconds_ms(
-        _env("MIN_TTL", str(limits.min_ttl_ms / 1000)) or "1"))
-    p.add_argument("--max-ttl", type=_seconds_ms, default=_seconds_ms(
-        _env("MAX_TTL", str(limits.max_ttl_ms / 1000)) or "1800"))
     p.add_argument(
-        "--max-hold-lifetime", type=_seconds_ms, default=_seconds_ms(
-            _env("MAX_HOLD_LIFETIME", str(limits.max_hold_lifetime_ms / 1000)) or "3600"),
+        "--min-ttl",
+        type=_seconds_ms,
+        default=_seconds_ms(_env("MIN_TTL", str(limits.min_ttl_ms / 1000)) or "1"),
+    )
+    p.add_argument(
+        "--max-ttl",
+        type=_seconds_ms,
+        default=_seconds_ms(_env("MAX_TTL", str(limits.max_ttl_ms / 1000)) or "1800"),
+    )
+    p.add_argument(
+        "--max-hold-lifetime",
+        type=_seconds_ms,
+        default=_seconds_ms(
+            _env("MAX_HOLD_LIFETIME", str(limits.max_hold_lifetime_ms / 1000)) or "3600"
+        ),
         help="seconds a hold may live in all, however often it is extended",
     )
-    p.add_argument("--max-seats-per-hold", type=int,
-                   default=int(_env("MAX_SEATS_PER_HOLD", str(limits.max_seats_per_hold)) or 50))
-    p.add_argument("--grace", type=float, default=float(_env("GRACE", "10") or 10),
-                   help="seconds in-flight calls get to finish on SIGTERM")
-    p.add_argument("--log-format", choices=("console", "json"),
-                   default=_env("LOG_FORMAT", "console"))
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                   default=_env("LOG_LEVEL", "info"))
+    p.add_argument(
+        "--max-seats-per-hold",
+        type=int,
+        default=int(_env("MAX_SEATS_PER_HOLD", str(limits.max_seats_per_hold)) or 50),
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=float(_env("GRACE", "10") or 10),
+        help="seconds in-flight calls get to finish on SIGTERM",
+    )
+    p.add_argument(
+        "--log-format", choices=("console", "json"), default=_env("LOG_FORMAT", "console")
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=_env("LOG_LEVEL", "info"),
+    )
     p.set_defaults(func=_serve)
 
 
@@ -118,13 +139,13 @@ async def _run_server(settings: Settings) -> int:
     try:
         app = await build(settings)
     except (InventoryError, OSError, ValueError) as exc:
-        log.error("cannot start", error=str(exc))
+        log.error("cannot start", error=str(exc))  # noqa: TRY400 - expected, no traceback
         return 1
     server = Server(app)
     try:
         port = await server.start()
     except OSError as exc:
-        log.error("cannot start", error=str(exc))
+        log.error("cannot start", error=str(exc))  # noqa: TRY400 - expected, no traceback
         await app.close()
         return 1
     log.info("serving", address=f"{settings.host}:{port}", embedded=settings.embedded)
@@ -152,4 +173,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

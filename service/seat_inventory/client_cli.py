@@ -93,17 +93,22 @@ def _create_event(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
     )
     print(f"creating {args.event_id} with {len(seats)} seats ...", file=sys.stderr)
     event = admin.CreateEvent(request, timeout=args.timeout).event
-    print(f"event {event.event_id} ({event.name!r}): {event.seat_count} seats, "
-          f"{event.available_count} available")
+    print(
+        f"event {event.event_id} ({event.name!r}): {event.seat_count} seats, "
+        f"{event.available_count} available"
+    )
 
 
 def _get_event(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
     from seatinventory.v1 import inventory_admin_pb2
 
-    e = admin.GetEvent(inventory_admin_pb2.GetEventRequest(event_id=args.event_id),
-                       timeout=args.timeout).event
-    print(f"event {e.event_id} ({e.name!r}): {e.seat_count} seats, {e.available_count} "
-          f"available, {e.held_count} held, {e.booked_count} booked")
+    e = admin.GetEvent(
+        inventory_admin_pb2.GetEventRequest(event_id=args.event_id), timeout=args.timeout
+    ).event
+    print(
+        f"event {e.event_id} ({e.name!r}): {e.seat_count} seats, {e.available_count} "
+        f"available, {e.held_count} held, {e.booked_count} booked"
+    )
 
 
 def _duration(seconds: float | None) -> Any:
@@ -120,8 +125,11 @@ def _reserve(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
     from seatinventory.v1 import seat_inventory_pb2
 
     request = seat_inventory_pb2.ReserveRequest(
-        event_id=args.event_id, seat_ids=args.seats, holder_id=args.holder,
-        request_id=args.request_id or "", ttl=_duration(args.ttl),
+        event_id=args.event_id,
+        seat_ids=args.seats,
+        holder_id=args.holder,
+        request_id=args.request_id or "",
+        ttl=_duration(args.ttl),
     )
     _print_hold(inventory.Reserve(request, timeout=args.timeout).hold)
 
@@ -169,8 +177,7 @@ def add_client_commands(sub: Any) -> None:
         p.set_defaults(func=lambda args: _call(args, fn))
         return p
 
-    p = command("create-event", "create an event from a seat-map file (JSON or CSV)",
-                _create_event)
+    p = command("create-event", "create an event from a seat-map file (JSON or CSV)", _create_event)
     p.add_argument("event_id")
     p.add_argument("--file", required=True, help="seat map: .json or .csv (see README)")
     p.add_argument("--name", help="event name (default: the file's, else the id)")
@@ -194,7 +201,6 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("hold_id")
     p.add_argument("--holder", required=True)
 
-    p = command("availability", "show which seats are available, held and booked",
-                _availability)
+    p = command("availability", "show which seats are available, held and booked", _availability)
     p.add_argument("event_id")
     p.add_argument("--show", type=int, default=10, help="seat ids to list per status")

@@ -71,9 +71,7 @@ async def test_bad_input_is_invalid_argument_with_field_violations(live: Running
     """Empty seats, a bad holder and a negative ttl come back as BadRequest field violations."""
     event_id = await create_event(live.admin)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await live.inventory.Reserve(
-            reserve_req(event_id, [], "", ttl=ttl(-5)), timeout=5
-        )
+        await live.inventory.Reserve(reserve_req(event_id, [], "", ttl=ttl(-5)), timeout=5)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(caught.value).reason == "INVALID_ARGUMENT"
     fields = {v.field for v in bad_request(caught.value).field_violations}
@@ -88,11 +86,15 @@ async def test_not_found_reasons(live: Running) -> None:
     """Unknown event, seat and hold each have their NOT_FOUND reason."""
     event_id = await create_event(live.admin)
     cases = [
-        (live.inventory.Reserve(reserve_req("no-such-event", ["A-1"]), timeout=5),
-         "EVENT_NOT_FOUND"),
+        (
+            live.inventory.Reserve(reserve_req("no-such-event", ["A-1"]), timeout=5),
+            "EVENT_NOT_FOUND",
+        ),
         (live.inventory.Reserve(reserve_req(event_id, ["Z-9"]), timeout=5), "SEAT_NOT_FOUND"),
-        (live.admin.GetEvent(inventory_admin_pb2.GetEventRequest(event_id="nope"), timeout=5),
-         "EVENT_NOT_FOUND"),
+        (
+            live.admin.GetEvent(inventory_admin_pb2.GetEventRequest(event_id="nope"), timeout=5),
+            "EVENT_NOT_FOUND",
+        ),
     ]
     for call, reason in cases:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -126,7 +128,8 @@ async def test_create_event_conflict_is_already_exists(live: Running) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.admin.CreateEvent(
             inventory_admin_pb2.CreateEventRequest(
-                event_id=event_id, name="Test",
+                event_id=event_id,
+                name="Test",
                 seats=[types_pb2.SeatSpec(seat_id="X-1")],
             ),
             timeout=5,
@@ -161,9 +164,7 @@ async def test_expired_hold_frees_seats_and_is_not_found(live: Running) -> None:
         assert error_info(caught.value).reason == "HOLD_NOT_FOUND"
 
 
-async def test_flushall_reloads_the_event_and_keeps_serving(
-    live: Running, redis_url: str
-) -> None:
+async def test_flushall_reloads_the_event_and_keeps_serving(live: Running, redis_url: str) -> None:
     """Redis loses its data while the server runs: the next calls reload the event from SQL."""
     event_id = await create_event(live.admin)
     await live.inventory.Reserve(reserve_req(event_id, ["A-1"]), timeout=5)
@@ -179,10 +180,12 @@ async def test_flushall_reloads_the_event_and_keeps_serving(
 async def test_idempotent_reserve_over_grpc(live: Running) -> None:
     """The same request_id returns the same hold; with other seats it is INVALID_ARGUMENT."""
     event_id = await create_event(live.admin)
-    first = (await live.inventory.Reserve(
-        reserve_req(event_id, ["A-1"], request_id="rq-1"), timeout=5)).hold
-    again = (await live.inventory.Reserve(
-        reserve_req(event_id, ["A-1"], request_id="rq-1"), timeout=5)).hold
+    first = (
+        await live.inventory.Reserve(reserve_req(event_id, ["A-1"], request_id="rq-1"), timeout=5)
+    ).hold
+    again = (
+        await live.inventory.Reserve(reserve_req(event_id, ["A-1"], request_id="rq-1"), timeout=5)
+    ).hold
     assert first == again
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.inventory.Reserve(reserve_req(event_id, ["A-2"], request_id="rq-1"), timeout=5)
@@ -210,7 +213,8 @@ async def test_contention_never_double_holds(live: Running, redis_url: str) -> N
     results = await asyncio.gather(*(attempt(i, w) for i, w in enumerate(wanted)))
     winners = [(want, r) for want, r in results if not isinstance(r, grpc.aio.AioRpcError)]
     losers = [(want, r) for want, r in results if isinstance(r, grpc.aio.AioRpcError)]
-    assert winners and losers
+    assert winners, "nobody won"
+    assert losers, "nobody lost: the seats did not overlap"
     held_by = Counter(seat for want, _ in winners for seat in want)
     assert max(held_by.values()) == 1, "a seat is in two live holds"
     state = await statuses(live, event_id)
@@ -221,7 +225,9 @@ async def test_contention_never_double_holds(live: Running, redis_url: str) -> N
         info = error_info(err)
         assert info.reason == "SEATS_UNAVAILABLE"
         named = set(info.metadata["seat_ids"].split(","))
-        assert named and named <= set(want) and named <= held_now
+        assert named, "SEATS_UNAVAILABLE named no seat"
+        assert named <= set(want), "named a seat the caller did not ask for"
+        assert named <= held_now, "named a seat that is not taken"
     # and Redis agrees seat by seat: each seat key names exactly one hold
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     for seat in held_now:

@@ -127,8 +127,9 @@ async def test_request_id_is_scoped_to_the_holder(store: RedisHoldStore) -> None
 
 async def test_concurrent_retries_with_one_request_id_make_one_hold(store: RedisHoldStore) -> None:
     """Ten simultaneous Reserves with one request_id all get the same single hold."""
-    holds = await asyncio.gather(*(store.reserve(request(("A3",), request_id="r-9"))
-                                   for _ in range(10)))
+    holds = await asyncio.gather(
+        *(store.reserve(request(("A3",), request_id="r-9")) for _ in range(10))
+    )
     assert len({h.hold_id for h in holds}) == 1
 
 

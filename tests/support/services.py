@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -73,12 +74,18 @@ class RedisProcess:
         self.proc = subprocess.Popen(
             [
                 self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self.dir,
-                "--maxmemory-policy", "noeviction",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--maxmemory-policy",
+                "noeviction",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -130,8 +137,6 @@ def redis_process() -> Iterator[RedisProcess]:
 
 
 async def _pg_admin(sql: str) -> None:
-    import asyncpg  # only the PostgreSQL tests need it
-
     conn = await asyncpg.connect(PG_ADMIN_URL.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         await conn.execute(sql)
@@ -150,9 +155,12 @@ def postgres_database() -> Iterator[str]:
     try:
         _pg_run(f'CREATE DATABASE "{name}"')
     except (OSError, TimeoutError) as exc:
-        missing("PostgreSQL", f"cannot reach {PG_ADMIN_URL} ({exc}); start it or set "
-                "SEAT_INVENTORY_TEST_PG_ADMIN_URL")
-    except Exception as exc:  # asyncpg's own errors: bad auth, no such role, ...
+        missing(
+            "PostgreSQL",
+            f"cannot reach {PG_ADMIN_URL} ({exc}); start it or set "
+            "SEAT_INVENTORY_TEST_PG_ADMIN_URL",
+        )
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # bad auth, no role, ...
         missing("PostgreSQL", f"cannot create a database through {PG_ADMIN_URL}: {exc}")
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     try:

@@ -22,9 +22,7 @@ from tests.unit.test_inventory_service import SEATS, World
 class BookingWorld(World):
     def __init__(self) -> None:
         super().__init__()
-        self.bookings = BookingService(
-            self.holds, self.repo, self.catalog, self.limits, self.clock
-        )
+        self.bookings = BookingService(self.holds, self.repo, self.catalog, self.limits, self.clock)
 
     async def status(self, seat: str) -> SeatStatus:
         return dict((await self.inventory.availability("show")).seats)[seat]
@@ -59,8 +57,9 @@ async def test_confirm_twice_returns_the_same_booking(world: BookingWorld) -> No
 async def test_concurrent_confirms_make_one_booking(world: BookingWorld) -> None:
     """Ten Confirms of one hold at once: one booking, ten equal answers."""
     hold = await world.inventory.reserve("show", ["A-1"], "alice", None)
-    answers = await asyncio.gather(*(world.bookings.confirm(hold.hold_id, "alice")
-                                     for _ in range(10)))
+    answers = await asyncio.gather(
+        *(world.bookings.confirm(hold.hold_id, "alice") for _ in range(10))
+    )
     assert len(world.repo.bookings) == 1
     assert len(set(answers)) == 1
 
@@ -122,7 +121,7 @@ async def test_repair_releases_a_claim_that_never_committed(world: BookingWorld)
     hold = await world.inventory.reserve("show", ["A-1"], "alice", 5_000)
     await world.holds.claim("show", hold.hold_id, "alice")
     world.clock.advance(31_000)
-    expired, _, confirming = await world.holds.expire_due("show")
+    _, _, confirming = await world.holds.expire_due("show")
     assert confirming == [hold.hold_id]
     assert await world.bookings.repair("show", hold.hold_id) is False
     assert await world.status("A-1") is SeatStatus.AVAILABLE

@@ -23,7 +23,8 @@ def test_every_rpc_is_implemented() -> None:
     for name, (module, servicer) in servicers.items():
         service = module.DESCRIPTOR.services_by_name[name]
         for method in service.methods:
-            implemented = method.name in servicer.__dict__
+            own = servicer.__dict__.get(method.name)
+            implemented = own is not None and not getattr(own, "not_implemented_yet", False)
             if not implemented and method.full_name not in NOT_YET:
                 missing.append(method.full_name)
             if implemented:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import structlog
@@ -52,14 +52,15 @@ def status_of(error: InventoryError) -> grpc.Status:
                 )
             )
         )
-    code = grpc.StatusCode[error.code.value]
     status = status_pb2.Status(
         code=getattr(code_pb2, error.code.value), message=error.message, details=details
     )
     return rpc_status.to_status(status)
 
 
-async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: InventoryError) -> None:
+async def abort_with(
+    context: grpc.aio.ServicerContext[Any, Any], error: InventoryError
+) -> NoReturn:
     status = status_of(error)
     await context.abort(status.code, status.details, status.trailing_metadata)
 
@@ -67,7 +68,8 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: Invento
 def backend_budget(context: grpc.aio.ServicerContext[Any, Any], ceiling_s: float) -> float:
     """Time the backends may take: a little less than the caller's deadline, so
     a stuck backend is answered UNAVAILABLE before the deadline runs out."""
-    remaining = context.time_remaining()
+    # grpc.aio answers None when the caller set no deadline (the stubs say float).
+    remaining: float | None = context.time_remaining()
     if remaining is None:
         return ceiling_s
     return max(0.0, min(ceiling_s, remaining * 0.9 - 0.005))
@@ -100,7 +102,6 @@ def unary(
             except Exception:  # a bug: report INTERNAL without leaking a traceback
                 log.exception("unhandled error", method=handler.__name__)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-            raise AssertionError("unreachable: abort raises")
 
         return wrapper
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from seatinventory.v1 import seat_inventory_pb2 as pb
 from seatinventory.v1 import seat_inventory_pb2_grpc as pb_grpc
+from seatinventory.v1 import types_pb2
 
 from ..domain.policy import Violations
 from ..service_layer.bookings import BookingService
@@ -64,3 +66,13 @@ class SeatInventoryServicer(pb_grpc.SeatInventoryServicer):
         return pb.GetAvailabilityResponse(
             seats=availability_seats(availability), cursor=availability.cursor
         )
+
+    async def StreamAvailability(
+        self, request: pb.StreamAvailabilityRequest, context: Ctx
+    ) -> AsyncIterator[types_pb2.AvailabilityUpdate]:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "StreamAvailability is not available yet"
+        )
+        yield types_pb2.AvailabilityUpdate()  # type: ignore[unreachable]  # makes a generator
+
+    StreamAvailability.not_implemented_yet = True  # type: ignore[attr-defined]

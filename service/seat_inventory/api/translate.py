@@ -29,7 +29,10 @@ def ttl_ms(v: Violations, field: str, duration: duration_pb2.Duration, present: 
     if not present:
         return None
     seconds, nanos = duration.seconds, duration.nanos
-    if not -_MAX_DURATION_S <= seconds <= _MAX_DURATION_S or not -999_999_999 <= nanos <= 999_999_999:
+    if (
+        not -_MAX_DURATION_S <= seconds <= _MAX_DURATION_S
+        or not -999_999_999 <= nanos <= 999_999_999
+    ):
         v.add(field, "is not a valid duration")
         return None
     if seconds < 0 or nanos < 0:

@@ -119,7 +119,9 @@ class BookingNotFound(InventoryError):
     reason = "BOOKING_NOT_FOUND"
 
     def __init__(self, booking_id: str) -> None:
-        super().__init__(f"booking {booking_id!r} does not exist", metadata={"booking_id": booking_id})
+        super().__init__(
+            f"booking {booking_id!r} does not exist", metadata={"booking_id": booking_id}
+        )
 
 
 class SeatsUnavailable(InventoryError):

@@ -121,7 +121,9 @@ class BookingService:
         async def free_in_redis(booking: Booking) -> None:
             await self._holds.cancel(booking.event_id, booking.seat_ids)
 
-        booking, _ = await self._events.cancel_booking(booking_id, self._clock.now_ms(), free_in_redis)
+        booking, _ = await self._events.cancel_booking(
+            booking_id, self._clock.now_ms(), free_in_redis
+        )
         return booking
 
     async def repair(self, event_id: str, hold_id: str) -> bool:

@@ -44,9 +44,7 @@ class EventCatalog:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._loading[event_id] = future
         try:
-            snapshot = await self._events.snapshot(event_id, apply=self._holds.load_event)
-            if snapshot is None:
-                raise EventNotFound(event_id)
+            await self._read_and_load(event_id)
             future.set_result(None)
         except BaseException as exc:
             future.set_exception(exc)
@@ -55,6 +53,11 @@ class EventCatalog:
             del self._loading[event_id]
             if not future.cancelled() and future.done() and future.exception() is not None:
                 future.exception()  # mark retrieved: the raising caller reports it
+
+    async def _read_and_load(self, event_id: str) -> None:
+        snapshot = await self._events.snapshot(event_id, apply=self._holds.load_event)
+        if snapshot is None:
+            raise EventNotFound(event_id)
 
     async def loaded(self, event_id: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run a hold-store call, loading the event first when the store lacks it."""

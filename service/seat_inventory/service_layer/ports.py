@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 
-class EventNotLoaded(Exception):  # noqa: N818 - a signal between layers, not an error
+class EventNotLoaded(Exception):
     """The hold store does not have this event (first use, or Redis lost it)."""
 
     def __init__(self, event_id: str) -> None:
@@ -84,9 +84,7 @@ class HoldStore(Protocol):
         Raises EventNotLoaded, HoldNotFound, HoldNotOwned, HoldConfirming."""
         ...
 
-    async def extend(
-        self, event_id: str, hold_id: str, holder_id: str, ttl_ms: int
-    ) -> Hold:
+    async def extend(self, event_id: str, hold_id: str, holder_id: str, ttl_ms: int) -> Hold:
         """New expiry = min(now + ttl, the hold's lifetime cap).
         Raises EventNotLoaded, HoldNotFound, HoldNotOwned, HoldConfirming."""
         ...
@@ -154,8 +152,7 @@ class EventRepository(Protocol):
         the load can be missing from what Redis gets."""
         ...
 
-    async def event_ids(self) -> list[str]:
-        ...
+    async def event_ids(self) -> list[str]: ...
 
     async def commit_booking(
         self, event_id: str, hold_id: str, claim: Callable[[], Awaitable[Booking]]
@@ -176,11 +173,9 @@ class EventRepository(Protocol):
         the hold is given up so that a late commit of it fails."""
         ...
 
-    async def booking_by_hold(self, hold_id: str) -> Booking | None:
-        ...
+    async def booking_by_hold(self, hold_id: str) -> Booking | None: ...
 
-    async def get_booking(self, booking_id: str) -> Booking | None:
-        ...
+    async def get_booking(self, booking_id: str) -> Booking | None: ...
 
     async def cancel_booking(
         self,

@@ -78,7 +78,9 @@ class RedisHoldStore:
         self._settings = settings or StoreSettings()
         self._scripts = {name: redis.register_script(_script_source(name)) for name in _SCRIPTS}
 
-    async def _run(self, name: str, event_id: str, extra_keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _run(
+        self, name: str, event_id: str, extra_keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
         keys = EventKeys(event_id)
         now = "" if self._clock is None else str(self._clock.now_ms())
         try:
@@ -101,7 +103,12 @@ class RedisHoldStore:
             "load_event",
             snapshot.event_id,
             [],
-            [secrets.token_hex(4), len(snapshot.seat_ids), *snapshot.seat_ids, *snapshot.booked_seat_ids],
+            [
+                secrets.token_hex(4),
+                len(snapshot.seat_ids),
+                *snapshot.seat_ids,
+                *snapshot.booked_seat_ids,
+            ],
         )
 
     async def reserve(self, request: ReserveRequest) -> Hold:
