@@ -53,7 +53,12 @@ async def build(
     engine = make_engine(database_url, connect_timeout_s=settings.backend_timeout_s)
     redis = connect_redis(settings.redis_url, timeout_s=settings.backend_timeout_s)
     holds = RedisHoldStore(
-        redis, clock=clock, settings=StoreSettings(feed_maxlen=settings.feed_maxlen)
+        redis,
+        clock=clock,
+        settings=StoreSettings(
+            feed_maxlen=settings.feed_maxlen,
+            confirm_window_ms=int(settings.confirm_window_s * 1000),
+        ),
     )
     events = SqlEventRepository(engine)
     catalog = EventCatalog(events, holds)

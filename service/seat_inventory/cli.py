@@ -75,6 +75,24 @@ def _serve_parser(sub: Any) -> None:
         default=int(_env("MAX_SEATS_PER_HOLD", str(limits.max_seats_per_hold)) or 50),
     )
     p.add_argument(
+        "--confirm-window",
+        type=float,
+        default=float(_env("CONFIRM_WINDOW", "30") or 30),
+        help="seconds a Confirm cut off half-way stays retryable before repair settles it",
+    )
+    p.add_argument(
+        "--sweep-interval",
+        type=float,
+        default=float(_env("SWEEP_INTERVAL", "0.2") or 0.2),
+        help="seconds between sweeps for expired holds (expiries reach the feed this fast)",
+    )
+    p.add_argument(
+        "--feed-maxlen",
+        type=int,
+        default=int(_env("FEED_MAXLEN", "100000") or 100000),
+        help="changes kept per event feed (older cursors get a fresh snapshot)",
+    )
+    p.add_argument(
         "--grace",
         type=float,
         default=float(_env("GRACE", "10") or 10),
@@ -109,6 +127,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         database_url=args.database_url or None,
         limits=limits,
         grace_s=args.grace,
+        confirm_window_s=args.confirm_window,
+        sweep_interval_s=args.sweep_interval,
+        feed_maxlen=args.feed_maxlen,
         log_format=args.log_format,
         log_level=args.log_level,
     )

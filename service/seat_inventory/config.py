@@ -21,6 +21,9 @@ class Settings:
     database_url: str | None = None
     limits: Limits = field(default_factory=Limits)
     feed_maxlen: int = 100_000
+    # A claimed hold stays confirmable (and pinned) for at least this long; a
+    # Confirm cut off half-way is repaired by the sweeper after it.
+    confirm_window_s: float = 30.0
     sweep_interval_s: float = 0.2
     health_interval_s: float = 1.0
     grace_s: float = 10.0
