@@ -17,9 +17,16 @@ T = TypeVar("T")
 
 
 class EventCatalog:
-    def __init__(self, events: EventRepository, holds: HoldStore) -> None:
+    def __init__(
+        self,
+        events: EventRepository,
+        holds: HoldStore,
+        on_loaded: Callable[[str], None] | None = None,
+    ) -> None:
         self._events = events
         self._holds = holds
+        # Lets the sweeper start on an event at once instead of at its next refresh.
+        self.on_loaded = on_loaded
         self._cache: dict[str, Event] = {}
         self._loading: dict[str, asyncio.Future[None]] = {}
 
@@ -58,6 +65,8 @@ class EventCatalog:
         snapshot = await self._events.snapshot(event_id, apply=self._holds.load_event)
         if snapshot is None:
             raise EventNotFound(event_id)
+        if self.on_loaded is not None:
+            self.on_loaded(event_id)
 
     async def loaded(self, event_id: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run a hold-store call, loading the event first when the store lacks it."""

@@ -1,0 +1,38 @@
+"""The standard gRPC pieces every server process offers: health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.e2e.conftest import Running
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+async def test_health_is_serving_for_each_service(live: Running) -> None:
+    """Health answers SERVING overall and for both services once the backends answer."""
+    stub = health_pb2_grpc.HealthStub(live.channel)
+    for service in ("", "seatinventory.v1.SeatInventory", "seatinventory.v1.InventoryAdmin"):
+        for _ in range(50):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            await asyncio.sleep(0.1)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
+
+
+async def test_reflection_lists_the_services(live: Running) -> None:
+    """Server reflection names both services, so grpcurl-style tools work without protos."""
+    stub = reflection_pb2_grpc.ServerReflectionStub(live.channel)
+    call = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+    )
+    names = set()
+    async for reply in call:
+        names |= {s.name for s in reply.list_services_response.service}
+    assert {"seatinventory.v1.SeatInventory", "seatinventory.v1.InventoryAdmin"} <= names
+    assert "grpc.health.v1.Health" in names
