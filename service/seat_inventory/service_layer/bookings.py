@@ -23,7 +23,7 @@ from ..domain.errors import (
     SeatsUnavailable,
 )
 from ..domain.ids import new_booking_id
-from ..domain.model import Booking
+from ..domain.model import Booking, BookingStatus
 from ..domain.policy import Limits, Violations, check_holder_id, check_request_id
 from .catalog import EventCatalog
 from .failpoints import Failpoints
@@ -98,6 +98,11 @@ class BookingService:
         if booking.holder_id != holder_id:
             raise HoldNotOwned(hold_id)
         self._failpoints.hit("before_finalize")
+        if booking.status is not BookingStatus.CONFIRMED:
+            # A late retry of a booking cancelled since: its seats are free in
+            # SQL and must not go back into sold. A hold still confirming is
+            # given up by repair.
+            return booking
         try:
             await self._holds.finalize(event_id, hold_id, booking.seat_ids)
         except BackendUnavailable as exc:
@@ -129,8 +134,10 @@ class BookingService:
     async def repair(self, event_id: str, hold_id: str) -> bool:
         """Settle a confirming hold past its deadline; True when it was booked."""
         booking = await self._events.settle_unconfirmed(event_id, hold_id, self._clock.now_ms())
-        if booking is not None:
+        if booking is not None and booking.status is BookingStatus.CONFIRMED:
             await self._holds.finalize(event_id, hold_id, booking.seat_ids)
             return True
+        # Never booked, or booked and cancelled since (CancelBooking freed the
+        # seats in SQL while they were pinned here): either way, free them.
         await self._holds.abort_confirm(event_id, hold_id)
         return False
