@@ -164,3 +164,21 @@ async def test_cancel_of_unknown_or_malformed_booking(world: BookingWorld) -> No
         await world.bookings.cancel("bk_doesnotexist00")
     with pytest.raises(InvalidArgument):
         await world.bookings.cancel("nope")
+
+
+async def test_stalled_finalize_after_cancel_does_not_resell(world: BookingWorld) -> None:
+    """A finalize that stalled past a retry and a CancelBooking leaves the seats free."""
+    hold = await world.inventory.reserve("show", ["A-1"], "alice", None)
+
+    async def claim_only():  # type: ignore[no-untyped-def]
+        seats = await world.holds.claim("show", hold.hold_id, "alice")
+        from seat_inventory.domain.model import Booking
+
+        return Booking("bk_stalled0000001", "show", hold.hold_id, seats, "alice", "", 0)
+
+    booking, _ = await world.repo.commit_booking("show", hold.hold_id, claim_only)
+    retried = await world.bookings.confirm(hold.hold_id, "alice")  # finalizes
+    assert retried == booking
+    await world.bookings.cancel(booking.booking_id)
+    await world.holds.finalize("show", hold.hold_id, booking.seat_ids)  # the stalled one
+    assert await world.status("A-1") is SeatStatus.AVAILABLE

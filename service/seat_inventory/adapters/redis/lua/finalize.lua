@@ -1,8 +1,13 @@
--- Confirm, step 3: the booking is committed in SQL; mirror it. Idempotent:
--- seats already in sold are not reported again.
+-- Confirm, step 3: the booking is committed in SQL; mirror it. Idempotent.
 -- ARGV[4] hold id, [5] booked seats csv
 local hold = ARGV[4]
 if not loaded() then return {'NOT_LOADED'} end
+-- Only a claimed hold is mirrored. Once it is gone, the sale is in sold
+-- already (an earlier finalize, or a reload from SQL, which the booking fence
+-- makes see every commit), and a late, stalled finalize must not put back
+-- seats a CancelBooking has freed since.
+local _, state = read_hold(hold)
+if state ~= 'confirming' then return {'ALREADY'} end
 local booked = {}
 for _, seat in ipairs(split(ARGV[5])) do
   if redis.call('SADD', K_SOLD, seat) == 1 then booked[#booked + 1] = seat end
