@@ -51,5 +51,20 @@ async def live(redis_url: str, postgres_url: str) -> AsyncIterator[Running]:
         Settings(host="127.0.0.1", port=0, redis_url=redis_url, database_url=postgres_url)
     )
     yield running
-    await running.channel.close()
-    await running.server.stop(grace_s=1)
+    await stop_running(running)
+
+
+async def stop_running(running: Running) -> None:
+    """Stop a test server; a shutdown that hangs fails loudly with every task's stack."""
+    import asyncio
+    import io
+
+    try:
+        async with asyncio.timeout(20):
+            await running.channel.close()
+            await running.server.stop(grace_s=1)
+    except TimeoutError:
+        dump = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(file=dump)
+        raise AssertionError("server shutdown hung; tasks:\n" + dump.getvalue()) from None
