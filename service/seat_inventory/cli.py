@@ -177,6 +177,7 @@ async def _run_server(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .client_cli import add_client_commands
+    from .loadtest.command import add_loadtest_command
 
     parser = argparse.ArgumentParser(
         prog="seat-inventory", description="Hold, confirm and release seats; never sell one twice."
@@ -184,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     add_client_commands(sub)
+    add_loadtest_command(sub)
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

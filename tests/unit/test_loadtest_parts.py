@@ -1,0 +1,55 @@
+"""The load generator's arithmetic: percentiles, shares, scenario checks, report."""
+
+from __future__ import annotations
+
+from seat_inventory.loadtest.report import as_dict, html_report
+from seat_inventory.loadtest.scenario import Scenario
+from seat_inventory.loadtest.stats import Stats, percentile
+from seat_inventory.loadtest.verify import Verification
+
+
+def test_percentile_is_nearest_rank() -> None:
+    """p50 of 1..100 is 50, p99 is 99, p99.9 is the maximum, and no data is 0."""
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 99), percentile(values, 99.9)) == (
+        50.0,
+        99.0,
+        100.0,
+    )
+    assert percentile([], 50) == 0.0
+
+
+def test_shares_split_users_and_rate_exactly() -> None:
+    """Three processes share 10 users as 4+3+3 and each gets a third of the arrival rate."""
+    scenario = Scenario(users=10, arrival_rate=30, subscribers=2, processes=3, seed=1)
+    shares = [scenario.share(i) for i in range(3)]
+    assert [s.users for s in shares] == [4, 3, 3]
+    assert [s.subscribers for s in shares] == [1, 1, 0]
+    assert {s.arrival_rate for s in shares} == {10}
+    assert len({s.seed for s in shares}) == 3
+
+
+def test_bad_scenarios_are_explained() -> None:
+    """Probabilities over 1 and more hot seats than seats are reported, not run."""
+    problems = Scenario(seats=5, hot_seats=10, p_confirm=0.8, p_release=0.5).problems()
+    assert any("--hot-seats" in p for p in problems)
+    assert any("--p-confirm" in p for p in problems)
+
+
+def test_summary_and_html_report() -> None:
+    """Samples add up per RPC with outcomes counted, and the HTML holds the plots."""
+    stats = Stats(
+        [("Reserve", 0.1, 0.002, "OK"), ("Reserve", 1.2, 0.004, "FAILED_PRECONDITION X")],
+        duration_s=2.0,
+    )
+    (summary,) = stats.summaries()
+    assert (summary.count, summary.rps, summary.outcomes) == (
+        2,
+        1.0,
+        {"OK": 1, "FAILED_PRECONDITION X": 1},
+    )
+    data = as_dict(Scenario(token="secret"), stats, Verification(confirmations=0), expired=3)
+    assert data["scenario"]["token"] == "***"
+    page = html_report(data)
+    assert page.count("<svg") == 3
+    assert "Verification <b>OK</b>" in page
