@@ -52,6 +52,7 @@ def _call(args: argparse.Namespace, fn: Callable[[Any, Any, argparse.Namespace],
     ) as channel:
         inventory = seat_inventory_pb2_grpc.SeatInventoryStub(channel)
         admin = inventory_admin_pb2_grpc.InventoryAdminStub(channel)
+        args.channel = channel
         try:
             fn(inventory, admin, args)
         except grpc.RpcError as err:
@@ -170,6 +171,17 @@ def _availability(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
     print(f"   cursor: {reply.cursor}")
 
 
+def _health(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(args.channel)
+    reply = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(status)
+    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        raise SystemExit(1)
+
+
 def add_client_commands(sub: Any) -> None:
     def command(name: str, help_: str, fn: Callable[[Any, Any, argparse.Namespace], None]) -> Any:
         p = sub.add_parser(name, help=help_, description=help_)
@@ -200,6 +212,9 @@ def add_client_commands(sub: Any) -> None:
     p = command("release", "release a hold", _release)
     p.add_argument("hold_id")
     p.add_argument("--holder", required=True)
+
+    p = command("health", "exit 0 when the server reports SERVING (for health checks)", _health)
+    p.add_argument("--service", default="", help="a service name; default: the whole server")
 
     p = command("availability", "show which seats are available, held and booked", _availability)
     p.add_argument("event_id")

@@ -1,0 +1,86 @@
+"""The container's entry command, run in this virtualenv (no Docker engine here):
+the Dockerfile's ENV, ENTRYPOINT + CMD and HEALTHCHECK work as written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.services import free_port, wait_for_port
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dockerfile_run_stage() -> str:
+    text = (ROOT / "Dockerfile").read_text()
+    return text.split("\nFROM ")[-1]  # the last stage is what runs
+
+
+def json_list(line: str, keyword: str) -> list[str]:
+    match = re.search(rf"^{keyword}\s+(\[.*\])\s*$", line)
+    assert match, f"{keyword} must use the exec (JSON) form: {line!r}"
+    return list(json.loads(match[1]))
+
+
+def test_dockerfile_is_multi_stage_and_non_root() -> None:
+    """Two stages, and the runtime stage switches to an unprivileged user."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM ", text, re.M)) >= 2
+    stage = dockerfile_run_stage()
+    user = re.search(r"^USER\s+(\S+)", stage, re.M)
+    assert user is not None
+    assert user[1] not in {"root", "0"}
+
+
+def test_entry_command_serves_and_passes_its_health_check(tmp_path: Path) -> None:
+    """ENTRYPOINT + CMD with the image's ENV serve JSON logs, and the HEALTHCHECK passes."""
+    stage = dockerfile_run_stage()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEAT_INVENTORY_")}
+    env_block = re.search(r"^ENV\s+((?:.*\\\n)*.*)$", stage, re.M)
+    assert env_block is not None
+    for item in shlex.split(env_block[1].replace("\\\n", " ")):
+        key, _, value = item.partition("=")
+        env[key] = value
+    port = free_port()
+    env["SEAT_INVENTORY_PORT"] = str(port)  # the image's 50051 may be taken here
+    lines = stage.splitlines()
+    entry = json_list(next(x for x in lines if x.startswith("ENTRYPOINT")), "ENTRYPOINT")
+    cmd = json_list(next(x for x in lines if x.startswith("CMD")), "CMD")
+    health_line = stage[stage.index("HEALTHCHECK") :].split("CMD", 1)[1].strip()
+    health = json.loads(health_line.splitlines()[0])
+    health = [arg.replace("50051", str(port)) for arg in health]
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.Popen(
+        [str(bin_dir / entry[0]), *entry[1:], *cmd],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        for _ in range(100):
+            checked = subprocess.run(
+                [str(bin_dir / health[0]), *health[1:]], capture_output=True, text=True, check=False
+            )
+            if checked.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert checked.returncode == 0, checked.stderr
+        assert checked.stdout.strip() == "SERVING"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(r.get("event") == "serving" for r in records), err
+    assert proc.returncode == 0
