@@ -174,7 +174,7 @@ def _availability(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
 def _health(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    stub = health_pb2_grpc.HealthStub(args.channel)
+    stub: Any = health_pb2_grpc.HealthStub(args.channel)  # the stubs package lacks Check
     reply = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(status)
