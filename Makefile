@@ -19,7 +19,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help install serve gen check-gen lint services test unit
+.PHONY: help install serve ts-deps gen check-gen lint services test unit ts-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -39,22 +39,57 @@ serve: install ## Run the service on its embedded default (SQLite + in-process R
 	@echo "==> serve: $(strip seat-inventory serve $(ARGS))"
 	@$(BIN)/seat-inventory serve $(ARGS)
 
+# The TypeScript client (clients/typescript) needs Node.js 20+ and npm: its
+# lock file pins protoc-gen-es, which `make gen` runs, and the libraries the
+# Node test uses. node_modules is reinstalled whenever the lock file changes.
+# Without node, a developer is told and the TypeScript steps are skipped; CI
+# (CI=true) fails instead, so that nothing is silently left unchecked.
+TS := clients/typescript
+TS_STAMP := $(TS)/node_modules/.package-lock.json
+NO_NODE_MSG := Node.js 20+ and npm are needed for clients/typescript (install them, e.g. apt-get install nodejs npm)
+have_node = { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; }
+
+ts-deps: ## Install clients/typescript/node_modules from its lock file (npm ci)
+	@if ! $(have_node); then \
+		if [ "$${CI:-}" = true ]; then echo "ts-deps: $(NO_NODE_MSG)" >&2; exit 1; fi; \
+		echo "ts-deps: skipped: $(NO_NODE_MSG)" >&2; \
+	elif [ ! -f $(TS_STAMP) ] || [ $(TS)/package-lock.json -nt $(TS_STAMP) ]; then \
+		echo "==> ts-deps: npm ci --prefix $(TS)"; \
+		npm ci --prefix $(TS) --no-audit --no-fund --loglevel=error; \
+	fi
+
 # buf runs the generators named in buf.gen.yaml from PATH, so the venv's
-# python, grpcio-tools and mypy-protobuf must come first. mypy-protobuf reports
-# every file it writes; those lines are dropped, anything else is shown.
+# python, grpcio-tools and mypy-protobuf must come first; protoc-gen-es runs
+# from clients/typescript/node_modules. mypy-protobuf reports every file it
+# writes; those lines are dropped, anything else is shown.
 # Generated files are deleted first so that the output of a removed .proto
 # shows up in check-gen instead of lingering. (`buf generate --clean` would
 # also delete the hand-written __init__.py and py.typed beside them.)
+# Without node (outside CI, see ts-deps) only the Python plugins run: the
+# template is cut at the TypeScript marker in buf.gen.yaml.
 GENERATED := \( -name '*_pb2.py' -o -name '*_pb2.pyi' -o -name '*_pb2_grpc.py' -o -name '*_pb2_grpc.pyi' \)
+PY_TEMPLATE := .buf.gen.python-only.yaml
+# What check-gen compares: every generated file, and nothing hand-written
+# beside it (the typed client in clients/python/src/seatinventory/client).
+GENERATED_PATHS := ':(glob)clients/python/src/**/*_pb2*.py*' $(TS)/src/gen
 
-gen: install ## Regenerate clients/python/src from protos/
-	@echo "==> gen: buf generate (protos/ -> clients/python/src)"
+gen: install ts-deps ## Regenerate clients/python/src and clients/typescript/src/gen from protos/
 	@find clients/python/src -type f $(GENERATED) -delete
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/buf generate 2>&1 | { grep -v '^Writing mypy to ' || true; }
+	@if $(have_node); then \
+		echo "==> gen: buf generate (protos/ -> clients/python/src, $(TS)/src/gen)"; \
+		find $(TS)/src/gen -type f -name '*_pb.ts' -delete 2>/dev/null || true; \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/buf generate 2>&1 | { grep -v '^Writing mypy to ' || true; }; \
+	else \
+		echo "==> gen: buf generate (protos/ -> clients/python/src; TypeScript skipped: no node)"; \
+		sed '/TypeScript plugin: everything below/,$$d' buf.gen.yaml > $(PY_TEMPLATE); \
+		trap 'rm -f $(PY_TEMPLATE)' EXIT; \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/buf generate --template $(PY_TEMPLATE) 2>&1 \
+			| { grep -v '^Writing mypy to ' || true; }; \
+	fi
 
 check-gen: gen ## Fail if the committed generated code differs from a fresh regeneration
-	@echo "==> check-gen: clients/python/src matches what git has committed"
-	@changes="$$(git status --porcelain --untracked-files=all -- clients/python/src)"; \
+	@echo "==> check-gen: generated code in clients/ matches what git has committed"
+	@changes="$$(git status --porcelain --untracked-files=all -- $(GENERATED_PATHS))"; \
 	if [ -n "$$changes" ]; then \
 		echo "check-gen: regenerating from protos/ changed these files:" >&2; \
 		echo "$$changes" >&2; \
@@ -81,9 +116,17 @@ services: ## Start the local Redis and PostgreSQL if they are installed but not 
 	@echo "==> services: Redis and PostgreSQL on 127.0.0.1"
 	@bash scripts/ensure-services.sh
 
-test: install services check-gen lint ## Everything CI runs: services, check-gen, lint, the whole test suite
+test: install services check-gen lint ## Everything CI runs: services, check-gen, lint, the whole test suite, ts-test
 	@echo "==> test: pytest (every test, all markers)"
 	@$(BIN)/pytest
+	@$(MAKE) ts-test
+
+# The Node test starts `.venv/bin/seat-inventory serve` (embedded default) itself.
+ts-test: install ts-deps ## Type-check clients/typescript and run its Node test against a real server
+	@if $(have_node); then \
+		echo "==> ts-test: tsc --noEmit, node --test ($(TS)/test)"; \
+		npm test --prefix $(TS) --silent; \
+	fi
 
 unit: install ## Only the unit tests: fast, no servers needed
 	@echo "==> unit: pytest tests/unit"

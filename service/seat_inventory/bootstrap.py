@@ -9,16 +9,20 @@ from typing import Any
 import structlog
 
 from .adapters.redis import RedisHoldStore, connect_redis
+from .adapters.redis.feed import RedisFeed
 from .adapters.redis.store import StoreSettings
 from .adapters.sql import SqlEventRepository, make_engine, migrate
+from .api.translate import ProtoUpdateEncoder
 from .config import Settings
 from .domain.clock import Clock, SystemClock
 from .service_layer.admin import AdminService
 from .service_layer.bookings import BookingService
 from .service_layer.catalog import EventCatalog
 from .service_layer.failpoints import Failpoints
+from .service_layer.fanout import FeedHub
 from .service_layer.inventory import InventoryService
 from .service_layer.sweeper import Sweeper
+from .service_layer.watch import AvailabilityWatch
 
 __all__ = ["App", "build"]
 
@@ -37,8 +41,11 @@ class App:
     admin: AdminService
     bookings: BookingService
     sweeper: Sweeper
+    hub: FeedHub
+    watch: AvailabilityWatch
 
     async def close(self) -> None:
+        await self.hub.close()
         await self.redis.aclose()
         await self.engine.dispose()
 
@@ -70,4 +77,33 @@ async def build(
     )
     sweeper = Sweeper(holds, events, repair=bookings.repair, interval_s=settings.sweep_interval_s)
     catalog.on_loaded = sweeper.track
-    return App(settings, redis, engine, holds, events, catalog, inventory, admin, bookings, sweeper)
+    feed = RedisFeed(
+        redis,
+        settings.redis_url,
+        timeout_s=settings.backend_timeout_s,
+        max_block_s=settings.stream_block_s,
+    )
+    encoder = ProtoUpdateEncoder()
+    hub = FeedHub(
+        feed,
+        encoder,
+        tick_s=settings.stream_tick_s,
+        queue_size=settings.stream_queue_size,
+        page_size=settings.stream_page_size,
+        block_s=settings.stream_block_s,
+    )
+    watch = AvailabilityWatch(inventory, catalog, feed, hub, encoder)
+    return App(
+        settings,
+        redis,
+        engine,
+        holds,
+        events,
+        catalog,
+        inventory,
+        admin,
+        bookings,
+        sweeper,
+        hub,
+        watch,
+    )

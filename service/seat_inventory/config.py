@@ -29,6 +29,21 @@ class Settings:
     grace_s: float = 10.0
     backend_timeout_s: float = 2.0
     max_message_bytes: int = 16 * 1024 * 1024
+    # StreamAvailability fan-out. Changes arriving within one tick travel as
+    # one message; a longer tick costs latency and saves per-message CPU.
+    stream_tick_s: float = 0.05
+    # Batches queued per subscriber before it is dropped to a fresh snapshot.
+    stream_queue_size: int = 256
+    # Changes per message when catching up, and per feed read.
+    stream_page_size: int = 1000
+    # How long a feed reader blocks; also how often it notices a reload.
+    stream_block_s: float = 1.0
+    # gRPC answers CANCELLED to new calls beyond this many not yet picked up
+    # by the application; the default (1000) drops bursts of stream opens.
+    max_pending_requests: int = 10_000
+    # Ping idle connections so that dead peers' streams are ended.
+    keepalive_time_s: float = 30.0
+    keepalive_timeout_s: float = 10.0
     log_format: str = "console"  # or "json"
     log_level: str = "info"
 

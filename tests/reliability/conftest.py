@@ -1,5 +1,7 @@
-"""Servers the fault tests may crash or cut off from their backends, and a
-client that speaks to any of them through the generated stubs."""
+"""Servers the fault tests may crash or cut off from their backends, a client
+that speaks to any of them through the generated stubs, and the plugin that
+prints the reliability report (``tests/reliability/report.py``) at the end of
+a run in which any reliability test ran."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import PurePath
 from typing import Any
 
 import grpc
@@ -22,8 +25,9 @@ from seatinventory.v1 import (
 )
 
 from seat_inventory.config import Settings
-from tests.e2e.conftest import Running, start_server
+from tests.e2e.conftest import Running, start_server, stop_running
 from tests.e2e.helpers import create_event, ttl
+from tests.reliability.report import REPORT
 from tests.support.server_process import Ledger, ServerProcess
 from tests.support.services import RedisProcess, redis_process
 
@@ -185,5 +189,34 @@ async def serve_in_process(
 
     yield start
     for running in started:
-        await running.channel.close()
-        await running.server.stop(grace_s=1)
+        await stop_running(running)  # a shutdown that hangs fails with every task's stack
+
+
+# --- the reliability report ------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _report_column(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Counts a reliability test adds go to its module's column; so does its time."""
+    REPORT.current = request.module.__name__.rsplit(".", 1)[-1]
+    started = time.monotonic()
+    yield
+    REPORT.seconds[REPORT.current] += time.monotonic() - started
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "reliability" not in report.keywords:
+        return
+    column = PurePath(report.nodeid.split("::", 1)[0]).stem
+    ran = report.when == "call" or (report.when == "setup" and report.failed)
+    if ran:
+        REPORT.counts["tests run"][column] += 1
+        REPORT.counts["tests failed"][column] += int(report.failed)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not REPORT.ran:
+        return
+    terminalreporter.write_sep("=", "reliability report")
+    for line in REPORT.table():
+        terminalreporter.write_line(line)

@@ -63,6 +63,8 @@ class TcpProxy:
     live connection; ``down(blackhole=True)`` instead accepts new connections
     and never answers them, so clients wait for their own timeouts, as behind
     a dead network path. ``up()`` forwards again on the same port.
+    ``slow(seconds)`` holds every chunk that long before forwarding it, both
+    ways, as on a slow network path; ``slow(0)`` (the default) is full speed.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class TcpProxy:
         self._silent: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tripwires: list[_Tripwire] = []
+        self.delay_s = 0.0
 
     async def start(self) -> TcpProxy:
         await self._listen()
@@ -120,6 +123,12 @@ class TcpProxy:
             link.reset()
         self._links.clear()
         return len(links)
+
+    def slow(self, delay_s: float) -> None:
+        """Delay every chunk by ``delay_s`` from now on, live connections too."""
+        if delay_s < 0:
+            raise ValueError("delay must not be negative")
+        self.delay_s = delay_s
 
     def trip_on(self, pattern: bytes, action: Callable[[], object]) -> asyncio.Event:
         """Run ``action`` once, synchronously, as soon as a client sends ``pattern``;
@@ -213,6 +222,8 @@ class TcpProxy:
                     break
                 if from_client:
                     self._check_tripwires(link, data)
+                if self.delay_s > 0:
+                    await asyncio.sleep(self.delay_s)
                 if link not in self._links:  # a tripwire or down() cut it
                     return
                 sink.write(data)

@@ -8,8 +8,9 @@ into ``grpc-status-details-bin`` by grpcio-status so any client can parse it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -20,7 +21,7 @@ from grpc_status import rpc_status
 
 from ..domain.errors import BackendUnavailable, InvalidArgument, InventoryError
 
-__all__ = ["DOMAIN", "abort_with", "status_of", "unary"]
+__all__ = ["DOMAIN", "abort_with", "server_stream", "status_of", "unary"]
 
 DOMAIN = "seatinventory"
 log = structlog.get_logger(__name__)
@@ -106,3 +107,32 @@ def unary(
         return wrapper
 
     return decorate
+
+
+def server_stream(
+    handler: Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncGenerator[Resp, None]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
+    """Wrap a server-streaming handler: translate errors, as ``unary`` does.
+
+    No overall deadline: a stream lives as long as its caller wants. Each
+    backend call inside it is bounded by the adapters' own timeouts."""
+
+    @functools.wraps(handler)
+    async def wrapper(
+        self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> AsyncIterator[Resp]:
+        try:
+            # aclosing: a cancelled call must unwind the handler (and its
+            # subscription) now, not whenever the generator is collected.
+            async with contextlib.aclosing(handler(self, request, context)) as messages:
+                async for message in messages:
+                    yield message
+        except InventoryError as error:
+            await abort_with(context, error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug: report INTERNAL without leaking a traceback
+            log.exception("unhandled error", method=handler.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+    return wrapper

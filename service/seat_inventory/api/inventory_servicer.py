@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import grpc
 from seatinventory.v1 import seat_inventory_pb2 as pb
 from seatinventory.v1 import seat_inventory_pb2_grpc as pb_grpc
-from seatinventory.v1 import types_pb2
 
 from ..domain.policy import Violations
 from ..service_layer.bookings import BookingService
 from ..service_layer.inventory import InventoryService
-from .errors import unary
+from ..service_layer.watch import AvailabilityWatch
+from .errors import server_stream, unary
 from .translate import availability_seats, booking_to_proto, hold_to_proto, ttl_ms
 
 __all__ = ["SeatInventoryServicer"]
@@ -22,9 +23,12 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class SeatInventoryServicer(pb_grpc.SeatInventoryServicer):
-    def __init__(self, inventory: InventoryService, bookings: BookingService) -> None:
+    def __init__(
+        self, inventory: InventoryService, bookings: BookingService, watch: AvailabilityWatch
+    ) -> None:
         self._inventory = inventory
         self._bookings = bookings
+        self._watch = watch
 
     @unary()
     async def Reserve(self, request: pb.ReserveRequest, context: Ctx) -> pb.ReserveResponse:
@@ -67,12 +71,14 @@ class SeatInventoryServicer(pb_grpc.SeatInventoryServicer):
             seats=availability_seats(availability), cursor=availability.cursor
         )
 
+    @server_stream
     async def StreamAvailability(
         self, request: pb.StreamAvailabilityRequest, context: Ctx
-    ) -> AsyncIterator[types_pb2.AvailabilityUpdate]:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "StreamAvailability is not available yet"
-        )
-        yield types_pb2.AvailabilityUpdate()  # type: ignore[unreachable]  # makes a generator
-
-    StreamAvailability.not_implemented_yet = True  # type: ignore[attr-defined]
+    ) -> AsyncGenerator[Any, None]:
+        # Any, not AvailabilityUpdate: the messages arrive already serialised
+        # (a tick's batch is encoded once for every subscriber) and the server
+        # registers this method with a serializer that sends bytes as they are.
+        frames = self._watch.stream(request.event_id, request.resume_cursor)
+        async with contextlib.aclosing(frames):
+            async for frame in frames:
+                yield frame

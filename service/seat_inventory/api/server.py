@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
+from typing import Any, cast
 
 import grpc
 import structlog
@@ -15,6 +15,7 @@ from seatinventory.v1 import inventory_admin_pb2_grpc as admin_grpc
 from seatinventory.v1 import seat_inventory_pb2_grpc as inventory_grpc
 
 from ..bootstrap import App
+from ..config import Settings
 from ..domain.errors import InventoryError
 from .admin_servicer import InventoryAdminServicer
 from .inventory_servicer import SeatInventoryServicer
@@ -29,6 +30,76 @@ SERVICE_NAMES = (
 )
 
 
+def _send_as_is(message: Any) -> bytes:
+    """StreamAvailability yields messages already serialised by the fan-out."""
+    if isinstance(message, bytes):
+        return message
+    return cast(bytes, message.SerializeToString())
+
+
+class _Captured:
+    """Stands in for a server to collect what a generated add_*_to_server registers."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        self.service, self.handlers = service, dict(handlers)
+
+
+def _add_inventory(servicer: SeatInventoryServicer, server: grpc.aio.Server) -> None:
+    """The generated registration, except that StreamAvailability sends bytes as they are."""
+    captured = _Captured()
+    inventory_grpc.add_SeatInventoryServicer_to_server(servicer, cast(Any, captured))
+    generated = captured.handlers["StreamAvailability"]
+    captured.handlers["StreamAvailability"] = grpc.unary_stream_rpc_method_handler(
+        servicer.StreamAvailability,
+        request_deserializer=generated.request_deserializer,
+        response_serializer=_send_as_is,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(captured.service, captured.handlers),)
+    )
+    server.add_registered_method_handlers(captured.service, captured.handlers)
+
+
+def server_options(settings: Settings) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+        ("grpc.server.max_pending_requests", settings.max_pending_requests),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * settings.max_pending_requests),
+        # Pings find peers that vanished without closing (a dead host, a cut
+        # network) so their streams end instead of lingering.
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # A stream with no changes sends no data; keep pinging it anyway.
+        ("grpc.http2.max_pings_without_data", 0),
+        # Clients may ping this often without being told to calm down (GOAWAY).
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel and wait, cancelling again while a task lives on: a cancellation that
+    lands inside a backend client call can be swallowed there (seen with redis-py),
+    and awaiting such a task once would wait forever."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.25)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task had failed", task=task.get_name(), error=task.exception())
+
+
 class Server:
     """One server process. ``start`` binds and returns the port (0 picks a free one)."""
 
@@ -36,16 +107,8 @@ class Server:
         self.app = app
         settings = app.settings
         self.health = health.aio.HealthServicer()
-        self._server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
-                ("grpc.max_send_message_length", settings.max_message_bytes),
-                ("grpc.so_reuseport", 0),
-            ]
-        )
-        inventory_grpc.add_SeatInventoryServicer_to_server(
-            SeatInventoryServicer(app.inventory, app.bookings), self._server
-        )
+        self._server = grpc.aio.server(options=server_options(settings))
+        _add_inventory(SeatInventoryServicer(app.inventory, app.bookings, app.watch), self._server)
         admin_grpc.add_InventoryAdminServicer_to_server(
             InventoryAdminServicer(app.admin, app.bookings), self._server
         )
@@ -102,11 +165,11 @@ class Server:
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: NOT_SERVING first, then let in-flight calls finish within the grace."""
         await self.health.enter_graceful_shutdown()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Streams never finish by themselves: end them now with UNAVAILABLE
+        # SERVER_DRAINING (resume from your last cursor) instead of cutting
+        # them off when the grace runs out.
+        await self.app.hub.close()
+        await _cancel_all(self._tasks)
         await self._server.stop(self.app.settings.grace_s if grace_s is None else grace_s)
         await self.app.close()
 

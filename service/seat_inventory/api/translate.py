@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.protobuf import duration_pb2, timestamp_pb2
 from seatinventory.v1 import types_pb2
 
 from ..domain.model import Availability, Booking, Event, EventCounts, Hold, SeatSpec
 from ..domain.policy import Violations
+from ..service_layer.ports import FeedEntry
 
 __all__ = [
+    "ProtoUpdateEncoder",
     "availability_seats",
     "booking_to_proto",
     "event_to_proto",
@@ -94,3 +98,46 @@ def availability_seats(availability: Availability) -> list[types_pb2.SeatState]:
         types_pb2.SeatState(seat_id=seat_id, status=int(status))  # type: ignore[arg-type]
         for seat_id, status in availability.seats
     ]
+
+
+def feed_cursor(epoch: str, entry_id: str) -> str:
+    """Opaque to clients; service_layer.watch parses it back."""
+    return f"{epoch}.{entry_id}"
+
+
+def snapshot_update(availability: Availability) -> types_pb2.AvailabilityUpdate:
+    """The stream's snapshot: the same seats, order and cursor as GetAvailability."""
+    return types_pb2.AvailabilityUpdate(
+        event_id=availability.event_id,
+        cursor=availability.cursor,
+        snapshot=types_pb2.AvailabilitySnapshot(seats=availability_seats(availability)),
+    )
+
+
+def changes_update(
+    event_id: str, epoch: str, entries: Sequence[FeedEntry]
+) -> types_pb2.AvailabilityUpdate:
+    changes = [
+        types_pb2.SeatChange(
+            seat_ids=entry.seat_ids,
+            status=int(entry.status),  # type: ignore[arg-type]
+            reason=int(entry.reason),  # type: ignore[arg-type]
+            cursor=feed_cursor(epoch, entry.entry_id),
+        )
+        for entry in entries
+    ]
+    return types_pb2.AvailabilityUpdate(
+        event_id=event_id,
+        cursor=changes[-1].cursor,
+        changes=types_pb2.ChangeBatch(changes=changes),
+    )
+
+
+class ProtoUpdateEncoder:
+    """UpdateEncoder: AvailabilityUpdate messages, serialised for sending as they are."""
+
+    def snapshot(self, availability: Availability) -> bytes:
+        return snapshot_update(availability).SerializeToString()
+
+    def changes(self, event_id: str, epoch: str, entries: Sequence[FeedEntry]) -> bytes:
+        return changes_update(event_id, epoch, entries).SerializeToString()

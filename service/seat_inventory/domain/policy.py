@@ -39,6 +39,9 @@ class Limits:
             raise ValueError("seat limits must be positive")
 
 
+MAX_SEAT_PROBLEMS_LISTED = 10  # per request; see Violations.seat_list
+
+
 def _printable(text: str) -> bool:
     return all(unicodedata.category(ch)[0] != "C" for ch in text)
 
@@ -77,13 +80,22 @@ class Violations:
             self.add(field, f"must name at most {max_count} seats (got {len(seat_ids)})")
             return
         seen: set[str] = set()
+        problems: list[tuple[str, str]] = []
         for index, seat_id in enumerate(seat_ids):
             problem = SEAT_ID_RULE.problem(seat_id)
             if problem is not None:
-                self.add(f"{field}[{index}]", problem)
+                problems.append((f"{field}[{index}]", problem))
             elif seat_id in seen:
-                self.add(f"{field}[{index}]", f"seat {seat_id!r} is listed twice")
+                problems.append((f"{field}[{index}]", f"seat {seat_id!r} is listed twice"))
             seen.add(seat_id)
+        # Each violation travels in the error's headers three times: listing up to
+        # 50 outgrew the 8 KB a gRPC client accepts (RESOURCE_EXHAUSTED, no ErrorInfo).
+        for name, problem in problems[:MAX_SEAT_PROBLEMS_LISTED]:
+            self.add(name, problem)
+        if len(problems) > MAX_SEAT_PROBLEMS_LISTED:
+            more = len(problems) - MAX_SEAT_PROBLEMS_LISTED
+            listed = MAX_SEAT_PROBLEMS_LISTED
+            self.add(field, f"{more} more seat ids have problems (the first {listed} are listed)")
 
     def ttl(self, field: str, ttl_ms: int | None, limits: Limits) -> None:
         if ttl_ms is None:

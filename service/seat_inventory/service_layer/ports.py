@@ -10,15 +10,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..domain.model import Booking, Event, Hold, SeatStatus
+from ..domain.model import Availability, Booking, ChangeReason, Event, Hold, SeatStatus
 
 __all__ = [
     "EventNotLoaded",
     "EventRepository",
     "EventSnapshot",
+    "FeedEntry",
+    "FeedPage",
+    "FeedSource",
+    "FeedWaiter",
     "HoldStore",
     "LiveState",
     "ReserveRequest",
+    "UpdateEncoder",
 ]
 
 
@@ -65,6 +70,79 @@ class LiveState:
         if seat_id in self.held:
             return SeatStatus.HELD
         return SeatStatus.AVAILABLE
+
+
+_STATUS_AFTER = {
+    ChangeReason.HELD: SeatStatus.HELD,
+    ChangeReason.RELEASED: SeatStatus.AVAILABLE,
+    ChangeReason.EXPIRED: SeatStatus.AVAILABLE,
+    ChangeReason.CANCELLED: SeatStatus.AVAILABLE,
+    ChangeReason.BOOKED: SeatStatus.BOOKED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One change on an event's feed; ``entry_id`` is its stream id ("ms-seq")."""
+
+    entry_id: str
+    reason: ChangeReason
+    seat_ids: tuple[str, ...]
+
+    @property
+    def status(self) -> SeatStatus:
+        return _STATUS_AFTER[self.reason]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """Entries after a position, read atomically with the feed's epoch.
+
+    ``continuous`` is False when the position is no longer on the feed (trimmed,
+    never issued, or of an older epoch's feed): what follows it is unknowable.
+    ``tail`` is the id of the feed's newest entry ("0-0" when it is empty)."""
+
+    epoch: str
+    continuous: bool
+    tail: str
+    entries: tuple[FeedEntry, ...] = ()
+
+
+class FeedWaiter(Protocol):
+    """Blocks until an event's feed grows; one per reader, on its own connection."""
+
+    async def wait(self, after: str, timeout_s: float) -> bool:
+        """True when an entry after ``after`` exists, False on timeout.
+        Raises BackendUnavailable."""
+        ...
+
+    async def interrupt(self) -> None:
+        """Make a wait in progress (in another task) return or raise now."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection; only once no wait is in progress."""
+        ...
+
+
+class FeedSource(Protocol):
+    """The per-event change feed that every mutation appends to."""
+
+    async def read(self, event_id: str, after: str | None, count: int) -> FeedPage:
+        """Up to ``count`` entries after ``after``; None reads only epoch and tail.
+        Raises BackendUnavailable."""
+        ...
+
+    def waiter(self, event_id: str) -> FeedWaiter: ...
+
+
+class UpdateEncoder(Protocol):
+    """Builds wire messages of the availability stream, so that the fan-out can
+    serialise a tick's changes once for every subscriber."""
+
+    def snapshot(self, availability: Availability) -> bytes: ...
+
+    def changes(self, event_id: str, epoch: str, entries: Sequence[FeedEntry]) -> bytes: ...
 
 
 class HoldStore(Protocol):
