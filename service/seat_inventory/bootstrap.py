@@ -91,6 +91,7 @@ async def build(
         queue_size=settings.stream_queue_size,
         page_size=settings.stream_page_size,
         block_s=settings.stream_block_s,
+        max_messages_s=settings.stream_max_messages_s,
     )
     watch = AvailabilityWatch(inventory, catalog, feed, hub, encoder)
     return App(

@@ -32,6 +32,10 @@ class Settings:
     # StreamAvailability fan-out. Changes arriving within one tick travel as
     # one message; a longer tick costs latency and saves per-message CPU.
     stream_tick_s: float = 0.05
+    # Stream messages per second this process aims to stay under; with more
+    # subscribers the tick stretches (subscribers / this) rather than let
+    # stream writes starve Reserve and friends.
+    stream_max_messages_s: float = 10_000
     # Batches queued per subscriber before it is dropped to a fresh snapshot.
     stream_queue_size: int = 256
     # Changes per message when catching up, and per feed read.

@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import cast
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -50,9 +51,9 @@ async def _holds(redis: aioredis.Redis, event_id: str) -> dict[str, dict[str, st
     keys = EventKeys(event_id)
     found: dict[str, dict[str, str]] = {}
     async for key in redis.scan_iter(match=keys.hold("*"), count=500):
-        fields = await redis.hgetall(key)
+        fields = cast(dict[str, str], await redis.hgetall(key))  # decode_responses
         if fields:
-            found[key.removeprefix(keys.hold(""))] = fields
+            found[str(key).removeprefix(keys.hold(""))] = fields
     return found
 
 
@@ -96,8 +97,8 @@ async def _redis_findings(
         seconds, micros = await redis.time()
         now = seconds * 1000 + micros // 1000
         live = await live_holds(redis, event_id, now)
-        sold = set(await redis.smembers(keys.sold))
-        values = await redis.mget([keys.seat(s) for s in seats])
+        sold = cast(set[str], await redis.smembers(keys.sold))
+        values = cast(list[str | None], await redis.mget([keys.seat(s) for s in seats]))
     finally:
         await redis.aclose()
     per_seat = Counter(seat for held in live.values() for seat in held)

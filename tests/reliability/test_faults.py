@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 import pytest
@@ -30,7 +31,14 @@ from tests.reliability.invariants import (
     settle,
 )
 from tests.reliability.report import REPORT, scaled
-from tests.reliability.workload import Call, LoadStats, invoke, load_client, wall_ms
+from tests.reliability.workload import (
+    Call,
+    LoadStats,
+    invoke,
+    load_client,
+    retry_lost_cancels,
+    wall_ms,
+)
 from tests.support.server_process import Ledger, ServerProcess
 from tests.support.services import RedisProcess
 from tests.support.tcp_proxy import TcpProxy
@@ -39,6 +47,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 SpawnServer = Callable[..., ServerProcess]
 ServeInProcess = Callable[..., Awaitable[tuple[Running, Client]]]
+Loads = Callable[..., "Load"]
 
 AVAILABLE = types_pb2.SEAT_STATUS_AVAILABLE
 SEATS = [f"A-{i}" for i in range(1, 17)]
@@ -51,10 +60,19 @@ UNDER_FAULT = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
 
 class Load:
     """CLIENTS load clients on one server, and a SoldSeatWatch beside them;
-    ``stop`` ends them and returns the stats."""
+    ``stop`` ends them and returns the stats. The first ``keepers`` clients keep
+    their newest booking (so the end state has sales to check); the others
+    cancel every booking, so that seats never run out."""
 
     def __init__(
-        self, client: Client, ledger: Ledger, event_id: str, seats: Sequence[str], **kw: float
+        self,
+        client: Client,
+        ledger: Ledger,
+        event_id: str,
+        seats: Sequence[str],
+        *,
+        keepers: int = 2,
+        **kw: float,
     ) -> None:
         self.stats = LoadStats()
         self.watch = SoldSeatWatch(ledger, client, event_id)
@@ -69,7 +87,8 @@ class Load:
                     self.stats,
                     name=f"load-{i}",
                     seed=i,
-                    **kw,  # type: ignore[arg-type]
+                    keep=int(i < keepers),
+                    **kw,
                 )
             )
             for i in range(CLIENTS)
@@ -88,20 +107,45 @@ class Load:
         await until(enough, what, timeout_s)
 
     async def stop(self) -> LoadStats:
-        self._stop.set()
-        async with asyncio.timeout(60):  # every call has its own deadline
-            await asyncio.gather(*self._tasks)
-        await self.watch.stop()
-        REPORT.add("operations attempted", len(self.stats.calls))
-        REPORT.add(
-            "outcomes unknown (timeout/UNAVAILABLE)", sum(c.unknown for c in self.stats.calls)
-        )
+        if not self._stop.is_set():
+            self._stop.set()
+            async with asyncio.timeout(60):  # every call has its own deadline
+                await asyncio.gather(*self._tasks)
+            await self.watch.stop()
+            REPORT.add("operations attempted", len(self.stats.calls))
+            unknown = sum(c.unknown for c in self.stats.calls)
+            REPORT.add("outcomes unknown (timeout/UNAVAILABLE)", unknown)
         return self.stats
+
+    async def abandon(self) -> None:
+        """After a test that failed half-way: no load runs on into the next test."""
+        if not self._stop.is_set():
+            self._stop.set()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.watch.stop()
+
+
+@pytest.fixture
+async def loads() -> AsyncIterator[Callable[..., Load]]:
+    """Makes Loads; any still running at the end is abandoned (request this
+    fixture last, so that it is torn down before the server it loads)."""
+    made: list[Load] = []
+
+    def make(*args: Any, **kwargs: Any) -> Load:
+        made.append(Load(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for load in made:
+        await load.abandon()
 
 
 async def finish(load: Load, ledger: Ledger, client: Client, event_id: str) -> LoadStats:
     """Stop the load, let the sweeper settle every claimed hold, check every invariant."""
     stats = await load.stop()
+    await retry_lost_cancels(client, stats)
     await settle(ledger.redis_url, event_id)
     findings = await check_invariants(ledger, client, event_id, stats)
     findings.violations += [f"unexpected answer: {c.describe()}" for c in stats.unexpected()]
@@ -128,7 +172,7 @@ def no_deadline_probes(client: Client, event_id: str) -> list[asyncio.Task[Call]
 
 
 async def test_redis_paused_past_a_hold_ttl(
-    own_redis: RedisProcess, serve_in_process: ServeInProcess, postgres_url: str
+    own_redis: RedisProcess, serve_in_process: ServeInProcess, postgres_url: str, loads: Loads
 ) -> None:
     """redis-server frozen (SIGSTOP) for longer than a hold's ttl: every call meanwhile,
     with or without a deadline, answers UNAVAILABLE or DEADLINE_EXCEEDED (never hangs);
@@ -139,7 +183,7 @@ async def test_redis_paused_past_a_hold_ttl(
     ledger = Ledger(postgres_url, own_redis.url)
     event_id = await client.create_event(n=len(SEATS))
     victim = await client.reserve(event_id, SEATS[:2], holder="victim", ttl_s=1)
-    load = Load(client, ledger, event_id, SEATS[2:-1], ttl_s=1.0, deadline_s=1.0)
+    load = loads(client, ledger, event_id, SEATS[2:-1], ttl_s=1.0, deadline_s=1.0)
     await load.confirms(CONFIRMS, "the load never got going")
 
     own_redis.pause()
@@ -170,13 +214,12 @@ async def test_redis_paused_past_a_hold_ttl(
     await client.wait_health(SERVING)
     statuses = await client.statuses(event_id)
     assert [statuses[s] for s in SEATS[:2]] == [AVAILABLE, AVAILABLE]
-    for call in (
-        client.confirm(victim.hold_id, holder="victim"),
-        client.release(victim.hold_id, holder="victim"),
-    ):
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await call
-        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.confirm(victim.hold_id, holder="victim")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.release(victim.hold_id, holder="victim")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     await client.reserve(event_id, SEATS[:2], holder="after")
     await load.confirms(CONFIRMS, "the load never recovered after SIGCONT")
     await finish(load, ledger, client, event_id)
@@ -208,7 +251,7 @@ async def fast_reconnecting(target: str) -> AsyncIterator[Client]:
 
 
 async def test_service_killed_mid_load_and_restarted(
-    own_redis: RedisProcess, spawn_server: SpawnServer, postgres_url: str
+    own_redis: RedisProcess, spawn_server: SpawnServer, postgres_url: str, loads: Loads
 ) -> None:
     """The service process SIGKILLed while Confirms are between their Redis claim
     and their SQL commit, then restarted: the sweeper settles every claimed hold,
@@ -219,7 +262,7 @@ async def test_service_killed_mid_load_and_restarted(
         async with fast_reconnecting(server.target) as client:
             ledger = Ledger(postgres_url, own_redis.url)
             event_id = await client.create_event(n=len(SEATS))
-            load = Load(client, ledger, event_id, SEATS, ttl_s=2.0, deadline_s=3.0)
+            load = loads(client, ledger, event_id, SEATS, ttl_s=2.0, deadline_s=3.0)
             await load.confirms(CONFIRMS, "the load never got going")
 
             # A slow database keeps each Confirm a while between its claim and its
@@ -248,7 +291,7 @@ async def test_service_killed_mid_load_and_restarted(
 
 
 async def test_slow_network_to_redis(
-    own_redis: RedisProcess, serve_in_process: ServeInProcess, postgres_url: str
+    own_redis: RedisProcess, serve_in_process: ServeInProcess, postgres_url: str, loads: Loads
 ) -> None:
     """Every packet between the service and Redis delayed 250 ms: calls answer OK or
     UNAVAILABLE / DEADLINE_EXCEEDED within their deadline (never hang, no-deadline
@@ -259,17 +302,15 @@ async def test_slow_network_to_redis(
         )
         ledger = Ledger(postgres_url, own_redis.url)
         event_id = await client.create_event(n=len(SEATS))
-        # Few seats, so that a seat whose hold lapses is soon asked for again.
-        load = Load(
-            client, ledger, event_id, SEATS[:4], ttl_s=1.0, deadline_s=1.0, keep=0, think_s=0.1
-        )
+        # Few seats, none kept sold: a seat is soon asked for again once it is free.
+        load = loads(client, ledger, event_id, SEATS[:4], keepers=0, ttl_s=1.0, deadline_s=1.0)
         await load.confirms(CONFIRMS, "the load never got going")
 
         proxy.slow(0.25)
         slowed = time.monotonic()
         REPORT.add("faults injected")
         probes = no_deadline_probes(client, event_id)
-        wanted = scaled(60)
+        wanted = scaled(40)
 
         async def enough_calls() -> bool:
             during = load.stats.during(slowed, time.monotonic())

@@ -21,7 +21,7 @@ from tests.e2e.helpers import ttl
 from tests.reliability.conftest import Client
 from tests.reliability.invariants import check_invariants, settle
 from tests.reliability.report import REPORT, scaled
-from tests.reliability.workload import Call, LoadStats, invoke
+from tests.reliability.workload import Call, LoadStats, invoke, retry_lost_cancels
 from tests.support.server_process import Ledger
 from tests.support.services import RedisProcess
 from tools.history_check import Kind, Operation, Result, check, dump_jsonl
@@ -200,7 +200,7 @@ def keep_history(ops: list[Operation], path: Path) -> None:
 
 
 async def test_concurrent_history_is_linearizable(
-    serve_in_process: ServeInProcess, own_redis: RedisProcess, postgres_url: str, tmp_path: Path
+    own_redis: RedisProcess, serve_in_process: ServeInProcess, postgres_url: str, tmp_path: Path
 ) -> None:
     """50 clients reserving, confirming, releasing, cancelling and reading 15 seats
     with 1-2 s holds (lapsing, swept) leave a history that is linearizable on
@@ -259,8 +259,9 @@ async def test_concurrent_history_is_linearizable(
         if not c.unknown and c.status not in ("OK", "FAILED_PRECONDITION", "NOT_FOUND")
     ]
     assert unexpected == []
-    await settle(own_redis.url, rec.event_id)
     stats = LoadStats(
         confirmed=rec.confirmed, cancelled=rec.cancelled, maybe_cancelled=rec.maybe_cancelled
     )
+    await retry_lost_cancels(client, stats)
+    await settle(own_redis.url, rec.event_id)
     (await check_invariants(ledger, client, rec.event_id, stats)).assert_clean()

@@ -333,9 +333,14 @@ def test_service_agrees_with_the_model(own_redis: RedisProcess, postgres_url: st
         app = loop.run(
             build(Settings(redis_url=own_redis.url, database_url=postgres_url), clock=clock)
         )
+
+        class Bound(SeatMachine):
+            def __init__(self) -> None:
+                super().__init__(loop, app, clock)
+
         try:
             run_state_machine_as_test(
-                lambda: SeatMachine(loop, app, clock),
+                Bound,
                 settings=settings(
                     max_examples=EXAMPLES,
                     stateful_step_count=30,

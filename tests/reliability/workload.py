@@ -103,7 +103,8 @@ async def invoke(
     """Make one call; a call still unanswered ``HANG_SLACK_S`` past its deadline
     (or past 10 s + that with no deadline) is given up and reported as HANG."""
     invoke_ms, started = wall_ms(), time.monotonic()
-    reply, reason, infos, metadata = None, "", 0, {}
+    reply, reason, infos = None, "", 0
+    metadata: dict[str, str] = {}
     try:
         async with asyncio.timeout((timeout_s or 10.0) + HANG_SLACK_S):
             reply = await method(request, timeout=timeout_s)
@@ -200,25 +201,27 @@ async def load_client(
         if booking.status != types_pb2.BOOKING_STATUS_CONFIRMED or booking.booking_id in kept:
             return
         kept.append(booking.booking_id)
-        while len(kept) > keep:  # the oldest booking goes back on sale
-            await cancel(kept.pop(0))
+        while len(kept) > keep and await cancel(kept[0]):  # the oldest goes back on sale
+            kept.pop(0)
 
-    async def cancel(booking_id: str) -> None:
+    async def cancel(booking_id: str) -> bool:
+        """False when the answer was lost: it stays first in line, to cancel again."""
         request = inventory_admin_pb2.CancelBookingRequest(booking_id=booking_id)
         done = await _call(stats, "CancelBooking", admin.CancelBooking, request, deadline_s)
+        if done.unknown:
+            stats.maybe_cancelled.add(booking_id)
+            return False
         if done.ok:
             stats.cancelled.add(booking_id)
             stats.maybe_cancelled.discard(booking_id)
-        elif done.unknown:
-            stats.maybe_cancelled.add(booking_id)
-            kept.insert(0, booking_id)  # cancel it again next time
+        return True
 
     n = 0
     while not stop.is_set():
         n += 1
         if unanswered and rng.random() < 0.5:
             await confirm(unanswered.pop(0))
-            await asyncio.sleep(rng.uniform(0, think_s))
+            await asyncio.sleep(rng.uniform(0, think_s) + (0.1 if unanswered else 0))
             continue
         wanted = rng.sample(list(seats), k=rng.choice([1, 1, 2]))
         request = seat_inventory_pb2.ReserveRequest(
@@ -239,5 +242,22 @@ async def load_client(
                 release = seat_inventory_pb2.ReleaseRequest(hold_id=hold.hold_id, holder_id=name)
                 await _call(stats, "Release", inv.Release, release, deadline_s)
         elif reserved.unknown:
-            await asyncio.sleep(0.05)  # a backend or the server is away: back off a little
+            await asyncio.sleep(0.1)  # a backend or the server is away: back off a little
         await asyncio.sleep(rng.uniform(0, think_s))
+
+
+async def retry_lost_cancels(client: Client, stats: LoadStats, attempts: int = 20) -> None:
+    """CancelBooking commits in SQL before it frees the seats in Redis, and a
+    retry is how a caller heals an answer lost in between (the port's contract):
+    retry every cancel whose answer was lost until it answers."""
+    for booking_id in sorted(stats.maybe_cancelled):
+        request = inventory_admin_pb2.CancelBookingRequest(booking_id=booking_id)
+        for _ in range(attempts):
+            call = await invoke("CancelBooking", client.admin.CancelBooking, request, 5.0)
+            stats.calls.append(call)
+            if not call.unknown:
+                break
+            await asyncio.sleep(0.25)
+        if call.ok:
+            stats.cancelled.add(booking_id)
+            stats.maybe_cancelled.discard(booking_id)

@@ -17,6 +17,7 @@ from seat_inventory.service_layer.subscription import (
     ServerDraining,
     Signal,
     Subscription,
+    coalesce,
 )
 from seat_inventory.service_layer.watch import AvailabilityWatch, entry_order
 
@@ -108,22 +109,37 @@ def hub_on(feed: MemoryFeed, encoder: CountingEncoder, **kw: float) -> FeedHub:
     )
 
 
+_received: dict[int, list[FeedBatch]] = {}  # batches taken from a subscription, not yet seen
+
+
+@pytest.fixture(autouse=True)
+def _fresh_received() -> None:
+    _received.clear()
+
+
+async def next_batch(sub: Subscription, wait_s: float = 2.0) -> FeedBatch:
+    """One batch at a time, although a subscription hands over all it has at once."""
+    waiting = _received.setdefault(id(sub), [])
+    if not waiting:
+        items = await asyncio.wait_for(sub.next(), wait_s)
+        assert isinstance(items, list), items
+        waiting.extend(items)
+    return waiting.pop(0)
+
+
 async def started(*subs: Subscription) -> None:
     """Until the reader has announced where it starts (changes before that are
     for each stream to catch up on by itself)."""
     for sub in subs:
-        item = await asyncio.wait_for(sub.next(), 2)
-        assert isinstance(item, FeedBatch)
-        assert item.entries == ()
+        assert (await next_batch(sub)).entries == ()
 
 
 async def next_with_entries(sub: Subscription, wait_s: float = 2.0) -> FeedBatch:
     """The next batch that carries changes (skipping the reader's start announcement)."""
     while True:
-        item = await asyncio.wait_for(sub.next(), wait_s)
-        assert isinstance(item, FeedBatch), item
-        if item.entries:
-            return item
+        batch = await next_batch(sub, wait_s)
+        if batch.entries:
+            return batch
 
 
 async def test_a_ticks_changes_are_one_batch_encoded_once_for_all_subscribers() -> None:
@@ -162,6 +178,27 @@ async def test_a_full_queue_is_dropped_to_lagged_and_does_not_grow() -> None:
         feed.add()  # after LAGGED the subscriber is queued again
         assert (await next_with_entries(slow)).last == feed.tail()
     await hub.close()
+
+
+async def test_batches_waiting_together_merge_into_one_message_encoded_once() -> None:
+    """Streams that find several batches waiting send them as one message, and streams
+    that lag alike share its bytes; batches of another epoch are not merged in."""
+    entries = [FeedEntry(f"{n}-0", ChangeReason.HELD, ("A-1",)) for n in range(1, 5)]
+    batches = [
+        FeedBatch("e1", "0-0", (entries[0],), b"1"),
+        FeedBatch("e1", "1-0", (entries[1], entries[2]), b"2"),
+        FeedBatch("e2", "0-0", (entries[3],), b"3"),
+    ]
+    merged = coalesce(batches)
+    assert [(b.epoch, b.prev, b.last, b.frame) for b in merged] == [
+        ("e1", "0-0", "3-0", b""),
+        ("e2", "0-0", "4-0", b"3"),
+    ]
+    encoder = CountingEncoder()
+    hub = hub_on(MemoryFeed(), encoder)
+    frames = {hub.merged_frame("ev", coalesce(batches[:2])[0]) for _ in range(3)}
+    assert frames == {b"1-0,2-0,3-0"}
+    assert encoder.batches == 1
 
 
 async def test_reader_stops_with_its_last_subscriber_and_restarts_for_a_new_one() -> None:
@@ -216,12 +253,9 @@ async def test_a_new_epoch_is_announced_with_an_empty_batch() -> None:
         await next_with_entries(sub)
         feed.epoch, feed.entries = "e2", []
         feed.add()
-        while True:
-            item = await asyncio.wait_for(sub.next(), 2)
-            assert isinstance(item, FeedBatch)
-            if item.epoch == "e2":
-                break
-        assert item.entries == ()
+        while (batch := await next_batch(sub)).epoch != "e2":
+            pass
+        assert batch.entries == ()
     await hub.close()
 
 

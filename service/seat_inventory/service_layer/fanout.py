@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,15 +36,30 @@ class FeedHub:
         queue_size: int = 256,
         page_size: int = 1000,
         block_s: float = 1.0,
+        max_messages_s: float = 10_000,
     ) -> None:
         self.feed, self.encoder = feed, encoder
         self.tick_s = tick_s  # what arrives within one tick travels as one message
+        self.max_messages_s = max_messages_s
+        self._subscribers = 0
         self.queue_size = queue_size  # batches a subscriber may lag before a snapshot
         self.page_size = page_size
         self.block_s = block_s  # also how often an idle reader checks the epoch
         self._readers: dict[str, _Reader] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._merged: OrderedDict[tuple[str, str, str, str], bytes] = OrderedDict()
+
+    def merged_frame(self, event_id: str, batch: FeedBatch) -> bytes:
+        """The message of several batches sent as one. Subscribers that lag by the
+        same amount ask for the same range, so it is encoded once for them too."""
+        key = (event_id, batch.epoch, batch.prev, batch.last)
+        frame = self._merged.get(key)
+        if frame is None:
+            frame = self._merged[key] = self.encoder.changes(event_id, batch.epoch, batch.entries)
+            if len(self._merged) > 1024:
+                self._merged.popitem(last=False)
+        return frame
 
     @asynccontextmanager
     async def subscribe(self, event_id: str) -> AsyncIterator[Subscription]:
@@ -54,9 +70,11 @@ class FeedHub:
             reader = self._readers[event_id] = _Reader(self, event_id)
         sub = Subscription(self.queue_size)
         reader.subs.add(sub)
+        self._subscribers += 1
         try:
             yield sub
         finally:
+            self._subscribers -= 1
             reader.subs.discard(sub)
             if not reader.subs and self._readers.get(event_id) is reader:
                 del self._readers[event_id]
@@ -68,6 +86,12 @@ class FeedHub:
         stopping = asyncio.create_task(reader.stop())
         self._stopping.add(stopping)
         stopping.add_done_callback(self._stopping.discard)
+
+    def tick(self) -> float:
+        """The configured tick, stretched so that this process sends at most about
+        ``max_messages_s`` stream messages a second: past that, grpc.aio spends the
+        loop on stream writes and unary calls (Reserve) queue behind them for seconds."""
+        return max(self.tick_s, self._subscribers / self.max_messages_s)
 
     def subscribers(self, event_id: str) -> int:
         reader = self._readers.get(event_id)
@@ -132,7 +156,7 @@ class _Reader:
                         break
                     if not full:
                         await self.waiter.wait(pos, hub.block_s)  # a timeout still polls the epoch
-                        await self._pause(published_at + hub.tick_s - time.monotonic())
+                        await self._pause(published_at + hub.tick() - time.monotonic())
                     page = await feed.read(self.event_id, pos, hub.page_size)
                     if page.epoch != epoch or not page.continuous:
                         epoch = None  # reloaded or trimmed past us: resynchronise

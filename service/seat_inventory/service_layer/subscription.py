@@ -2,6 +2,9 @@
 
 The queue never makes the reader wait: a subscriber that falls behind has its
 queue dropped and is told it lagged, and starts over from a fresh snapshot.
+A subscriber that finds several batches waiting sends them as one message,
+so when writes cannot keep up with the ticks, messages get fewer and larger
+instead of later and later.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from ..domain.errors import ErrorCode, InventoryError
 from .ports import FeedEntry
 
-__all__ = ["FeedBatch", "ServerDraining", "Signal", "Subscription"]
+__all__ = ["FeedBatch", "ServerDraining", "Signal", "Subscription", "coalesce"]
 
 
 class ServerDraining(InventoryError):
@@ -36,7 +39,7 @@ class FeedBatch:
     epoch: str
     prev: str
     entries: tuple[FeedEntry, ...]
-    frame: bytes
+    frame: bytes  # b"" when not encoded yet (a merged batch)
 
     @property
     def last(self) -> str:
@@ -71,7 +74,8 @@ class Subscription:
         self._closed = True
         self._wake.set()
 
-    async def next(self) -> FeedBatch | Signal:
+    async def next(self) -> list[FeedBatch] | Signal:
+        """Every batch waiting, oldest first (at least one), or a signal."""
         while True:
             if self._closed:
                 return Signal.CLOSED
@@ -79,6 +83,29 @@ class Subscription:
                 self._lagged = False
                 return Signal.LAGGED
             if self._items:
-                return self._items.popleft()
+                items = list(self._items)
+                self._items.clear()
+                return items
             self._wake.clear()
             await self._wake.wait()
+
+
+def coalesce(batches: list[FeedBatch]) -> list[FeedBatch]:
+    """Merge runs of batches that continue one another into one batch each."""
+    merged: list[FeedBatch] = []
+    for batch in batches:
+        last = merged[-1] if merged else None
+        if (
+            last
+            and last.entries
+            and batch.entries
+            and (last.epoch, last.last)
+            == (
+                batch.epoch,
+                batch.prev,
+            )
+        ):
+            merged[-1] = FeedBatch(batch.epoch, last.prev, last.entries + batch.entries, b"")
+        else:
+            merged.append(batch)
+    return merged

@@ -18,7 +18,7 @@ from .catalog import EventCatalog
 from .fanout import FeedHub
 from .inventory import InventoryService
 from .ports import FeedSource, UpdateEncoder
-from .subscription import ServerDraining, Signal
+from .subscription import FeedBatch, ServerDraining, Signal, coalesce
 
 __all__ = ["AvailabilityWatch", "entry_order"]
 
@@ -71,28 +71,37 @@ class AvailabilityWatch:
                 frame, at = await self._snapshot(event_id)
                 yield frame
             while True:
-                batch = await sub.next()
-                if batch is Signal.CLOSED:
+                batches = await sub.next()
+                if batches is Signal.CLOSED:
                     raise ServerDraining
-                if batch is Signal.LAGGED:
+                if batches is Signal.LAGGED:
                     frame, at = await self._snapshot(event_id)
                     yield frame
-                elif batch.epoch == at.epoch and batch.prev == at.pos:
-                    if batch.entries:  # the common case: the bytes built once per tick
-                        yield batch.frame
-                        at.pos = batch.last
-                elif batch.epoch == at.epoch and entry_order(batch.prev) < entry_order(at.pos):
-                    after = entry_order(at.pos)
-                    newer = [e for e in batch.entries if entry_order(e.entry_id) > after]
-                    if newer:
-                        yield self._encoder.changes(event_id, at.epoch, newer)
-                        at.pos = newer[-1].entry_id
-                else:  # a gap before this batch, or the reader is on another epoch
-                    async for frame in self._catch_up(event_id, at):
+                    continue
+                for batch in coalesce(batches):
+                    async for frame in self._forward(event_id, batch, at):
                         yield frame
                     if at.lost:
                         frame, at = await self._snapshot(event_id)
                         yield frame
+
+    async def _forward(
+        self, event_id: str, batch: FeedBatch, at: _Position
+    ) -> AsyncGenerator[bytes, None]:
+        """What of ``batch`` this stream needs, given where it stands; moves ``at``."""
+        if batch.epoch == at.epoch and batch.prev == at.pos:
+            if batch.entries:  # the common case: bytes built once for every subscriber
+                yield batch.frame or self._hub.merged_frame(event_id, batch)
+                at.pos = batch.last
+        elif batch.epoch == at.epoch and entry_order(batch.prev) < entry_order(at.pos):
+            after = entry_order(at.pos)
+            newer = [e for e in batch.entries if entry_order(e.entry_id) > after]
+            if newer:
+                yield self._encoder.changes(event_id, at.epoch, newer)
+                at.pos = newer[-1].entry_id
+        else:  # a gap before this batch, or the reader is on another epoch
+            async for frame in self._catch_up(event_id, at):
+                yield frame
 
     async def _catch_up(self, event_id: str, at: _Position) -> AsyncGenerator[bytes, None]:
         """Every change after ``at`` in pages; sets ``at.lost`` when the feed no longer
