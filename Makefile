@@ -131,3 +131,7 @@ ts-test: install ts-deps ## Type-check clients/typescript and run its Node test 
 unit: install ## Only the unit tests: fast, no servers needed
 	@echo "==> unit: pytest tests/unit"
 	@$(BIN)/pytest tests/unit
+
+reliability: install services ## The fault, race and bad-input suite with its report (RELIABILITY_SCALE=3 for a longer run)
+	@echo "==> reliability: pytest -m reliability"
+	@$(BIN)/pytest -m reliability $(ARGS)
