@@ -1,18 +1,19 @@
 """StreamAvailability fan-out benchmark: K subscribers on one event, 100 changes/s.
 
-    .venv/bin/python bench/stream_fanout.py            # K = 100, 500, 1000, 2000 (~3 min)
-    .venv/bin/python bench/stream_fanout.py --quick    # K = 100, 500 (~1 min)
+    .venv/bin/python bench/stream_fanout.py            # K = 100, 500, 1000, 2000 (~1.5 min)
+    .venv/bin/python bench/stream_fanout.py --quick    # K = 100, 500 (~35 s)
 
 One server process (what ``seat-inventory serve`` runs, on its own
-redis-server and a SQLite file), subscribers spread over one or two client processes, and a
-driver task in this process that reserves and releases one seat at a time at
-a steady 100 changes per second. A change's commit time is the millisecond
+redis-server and a SQLite file), subscribers spread over one or two client
+processes, and a driver task in this process that reserves and releases one
+seat at a time at a steady 100 changes per second. A change's commit time is the millisecond
 part of its feed id (Redis's clock, which is this machine's clock), so the
 latency of every change to every subscriber is measured, not sampled.
 
 Beside each row, the ceiling: one grpc.aio process that streams pre-built
 messages as fast as it can to the same K streams, with the same clients.
-Prints a table; asserts nothing.
+Prints a table; asserts nothing. BENCH_PROFILE=<file> in the environment
+writes a cProfile of the server there.
 """
 
 from __future__ import annotations
@@ -87,20 +88,25 @@ async def client_main(args: argparse.Namespace) -> None:
     hist = [0] * (MAX_MS + 1)
     window = [float("inf"), float("-inf")]
     counts = {"messages": 0, "changes": 0, "snapshots": 0, "errors": 0}
+    codes: dict[str, int] = {}
     ready = asyncio.Event()
-    first_seen = 0
+    settled = 0  # streams that got their first message or failed before it
+
+    def settle() -> None:
+        nonlocal settled
+        settled += 1
+        if settled == args.streams:
+            ready.set()
 
     async def follow(channel: grpc.aio.Channel) -> None:
-        nonlocal first_seen
         call = channel.unary_stream(STREAM_METHOD)(request)
         first = True
         try:
             async for raw in call:
                 now = time.time()
                 if first:
-                    first, first_seen = False, first_seen + 1
-                    if first_seen == args.streams:
-                        ready.set()
+                    first = False
+                    settle()
                     continue
                 if not window[0] <= now <= window[1]:
                     continue
@@ -116,8 +122,11 @@ async def client_main(args: argparse.Namespace) -> None:
                     committed = int(change.cursor.rpartition(".")[2].partition("-")[0])
                     hist[min(MAX_MS, max(0, int(now_ms - committed)))] += 1
                     counts["changes"] += 1
-        except grpc.aio.AioRpcError:
+        except grpc.aio.AioRpcError as err:
             counts["errors"] += 1
+            codes[err.code().name] = codes.get(err.code().name, 0) + 1
+            if first:
+                settle()
 
     channels = [
         grpc.aio.insecure_channel(
@@ -140,7 +149,7 @@ async def client_main(args: argparse.Namespace) -> None:
     for channel in channels:
         await channel.close()
     nonzero = {str(ms): n for ms, n in enumerate(hist) if n}
-    print(json.dumps({"counts": counts, "hist": nonzero}), flush=True)
+    print(json.dumps({"counts": counts, "codes": codes, "hist": nonzero}), flush=True)
 
 
 # --------------------------------------------------------------------------- server
@@ -160,11 +169,12 @@ async def serve_main(args: argparse.Namespace) -> None:
         redis_url=args.target,
         database_url=args.event,
         stream_tick_s=args.tick,
+        stream_max_messages_s=args.max_messages,
         log_level="warning",
     )
     server = Server(await build(settings))
     await server.start()
-    if os.environ.get("BENCH_PROFILE"):  # a deliberately undocumented aid for tuning
+    if os.environ.get("BENCH_PROFILE"):  # cProfile the server into that file
         import cProfile
 
         profile = cProfile.Profile()
@@ -183,7 +193,7 @@ async def serve_main(args: argparse.Namespace) -> None:
 
 async def ceiling_main(args: argparse.Namespace) -> None:
     """A grpc.aio server that streams one pre-built ChangeBatch as fast as it can."""
-    from seatinventory.v1 import types_pb2
+    from seatinventory.v1 import seat_inventory_pb2, types_pb2
 
     snapshot = types_pb2.AvailabilityUpdate(
         event_id="ceiling",
@@ -211,10 +221,26 @@ async def ceiling_main(args: argparse.Namespace) -> None:
         ),
     ).SerializeToString()
 
+    # Flood only once every expected stream is open, or the first streams' flood
+    # would starve the opening of the others. The clients ask for "ceiling-<K>".
+    opened: dict[str, int] = {}
+    everyone: dict[str, asyncio.Event] = {}
+
     async def stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
-        yield snapshot
-        while True:
-            yield batch
+        group = seat_inventory_pb2.StreamAvailabilityRequest.FromString(request).event_id
+        opened[group] = opened.get(group, 0) + 1
+        go = everyone.setdefault(group, asyncio.Event())
+        if opened[group] >= int(group.rpartition("-")[2]):
+            go.set()
+        try:
+            yield snapshot
+            await go.wait()
+            while True:
+                yield batch
+        finally:
+            opened[group] -= 1
+            if not opened[group]:
+                del everyone[group]
 
     handler = grpc.method_handlers_generic_handler(
         "seatinventory.v1.SeatInventory",
@@ -253,6 +279,18 @@ async def measure(
         await spawn(python(), __file__, "--client", *client_args(target, event_id, n, mode))
         for n in per_client
     ]
+    try:
+        return await _measure(clients, seconds, warmup_s, k, mode)
+    finally:
+        for proc in clients:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def _measure(
+    clients: list[asyncio.subprocess.Process], seconds: float, warmup_s: float, k: int, mode: str
+) -> tuple[dict[str, int], list[int], float]:
     for proc in clients:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 120)
@@ -274,6 +312,8 @@ async def measure(
             counts[key] = counts.get(key, 0) + n
         for ms, n in result["hist"].items():
             hist[int(ms)] += n
+        if result["codes"]:
+            print(f"  stream errors at K={k} ({mode}): {result['codes']}", flush=True)
     return counts, hist, end - start
 
 
@@ -297,11 +337,13 @@ class Driver:
         self.inventory, self.event_id = inventory, event_id
         self.holds: list[str] = []
         self.next_seat = 0
-        self.failed = 0
+        self.failed: dict[str, int] = {}
+        self.call_ms: list[float] = []  # how long each Reserve / Release took
 
     async def _op(self, i: int) -> None:
         from seatinventory.v1 import seat_inventory_pb2 as si
 
+        started = time.monotonic()
         try:
             if i % 2 == 0 or not self.holds:
                 self.next_seat += 1
@@ -316,8 +358,9 @@ class Driver:
                 await self.inventory.Release(
                     si.ReleaseRequest(hold_id=hold_id, holder_id="driver"), timeout=5
                 )
-        except grpc.aio.AioRpcError:
-            self.failed += 1
+        except grpc.aio.AioRpcError as err:
+            self.failed[err.code().name] = self.failed.get(err.code().name, 0) + 1
+        self.call_ms.append((time.monotonic() - started) * 1000)
 
     async def run(self, rate: float, stop: asyncio.Event) -> int:
         n, started = 0, time.monotonic()
@@ -366,6 +409,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
     async with redis_server(args.redis_url) as redis_url:
         database = args.database_url or f"sqlite:///{workdir}/bench.db"
         serve = ["--port", str(port), "--tick", str(args.tick)]
+        serve += ["--max-messages", str(args.max_messages)]
         backends = ["--target", redis_url, "--event", database]
         server = await spawn(python(), __file__, "--serve", *serve, *backends)
         ceiling = await spawn(python(), __file__, "--ceiling", "--port", str(ceiling_port))
@@ -398,7 +442,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 cpu = await cpu_task
                 ceiling_cpu_task = asyncio.create_task(cpu_over_window(ceiling_stat, 2.5, 4.0))
                 top, _, top_window = await measure(
-                    f"127.0.0.1:{ceiling_port}", "ceiling", k, "count", 4.0, 2.0
+                    f"127.0.0.1:{ceiling_port}", f"ceiling-{k}", k, "count", 4.0, 2.0
                 )
                 ceiling_cpu = await ceiling_cpu_task
                 rows.append(
@@ -412,13 +456,18 @@ async def orchestrate(args: argparse.Namespace) -> None:
                         "cpu": cpu,
                         "rss_kb": (rss_after - rss_before) / k,
                         "snapshots": counts["snapshots"],
-                        "errors": counts["errors"] + top["errors"] + driving.failed,
+                        "errors": counts["errors"] + top["errors"] + sum(driving.failed.values()),
                         "ceiling": top["messages"] / top_window,
                         "ceiling_cpu": ceiling_cpu,
                         "ops": ops,
+                        "call_p99": sorted(driving.call_ms)[int(0.99 * len(driving.call_ms))],
                     }
                 )
                 print_row(rows[-1], header=len(rows) == 1)
+                if driving.failed:
+                    print(f"  driver calls failed: {driving.failed}", flush=True)
+                driving.failed.clear()
+                driving.call_ms.clear()
             await channel.close()
         finally:
             for proc in (server, ceiling):
@@ -428,9 +477,11 @@ async def orchestrate(args: argparse.Namespace) -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     print(
         f"\n{os.cpu_count()} CPUs shared by redis, the server, the client processes and "
-        f"the driver; {args.rate:.0f} changes/s; server tick {args.tick * 1000:.0f} ms.\n"
+        f"the driver; {args.rate:.0f} changes/s; server tick {args.tick * 1000:.0f} ms, "
+        f"stretched past {args.max_messages:.0f} messages/s.\n"
         "changes/s = changes each subscriber received per second; msgs/s = messages "
         "delivered to all subscribers; latency = arrival - the change's commit in Redis;\n"
+        "call p99 = the driver's Reserve/Release latency (ms) while the fan-out runs;\n"
         "ceiling = pre-built messages/s one grpc.aio process pushes to the same K "
         "streams and clients (its CPU beside it)."
     )
@@ -447,13 +498,15 @@ def print_row(row: dict[str, Any], *, header: bool) -> None:
     if header:
         print(
             f"{'K':>5} {'changes/s':>9} {'msgs/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'max ms':>7} {'srv CPU%':>8} {'RSS/sub KB':>10} {'resnap':>6} {'err':>4} | "
+            f"{'max ms':>7} {'srv CPU%':>8} {'RSS/sub KB':>10} {'resnap':>6} {'err':>4} "
+            f"{'call p99':>8} | "
             f"{'ceiling msgs/s':>14} {'ceil CPU%':>9}"
         )
     print(
         f"{row['k']:>5} {row['changes_s']:>9.1f} {row['msgs_s']:>8.0f} {row['p50']:>7.0f} "
         f"{row['p99']:>7.0f} {row['max']:>7.0f} {row['cpu']:>8.0f} {row['rss_kb']:>10.1f} "
-        f"{row['snapshots']:>6} {row['errors']:>4} | {row['ceiling']:>14.0f} "
+        f"{row['snapshots']:>6} {row['errors']:>4} {row['call_p99']:>8.0f} | "
+        f"{row['ceiling']:>14.0f} "
         f"{row['ceiling_cpu']:>9.0f}",
         flush=True,
     )
@@ -465,6 +518,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="changes per second")
     parser.add_argument(
         "--tick", type=float, default=0.05, help="the server's stream tick, seconds (default 0.05)"
+    )
+    parser.add_argument(
+        "--max-messages",
+        type=float,
+        default=20_000,
+        help="the server's stream message budget per second (default 20000, as served)",
     )
     parser.add_argument("--ks", help="comma-separated subscriber counts to run instead")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")

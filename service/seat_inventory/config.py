@@ -35,7 +35,7 @@ class Settings:
     # Stream messages per second this process aims to stay under; with more
     # subscribers the tick stretches (subscribers / this) rather than let
     # stream writes starve Reserve and friends.
-    stream_max_messages_s: float = 10_000
+    stream_max_messages_s: float = 20_000
     # Batches queued per subscriber before it is dropped to a fresh snapshot.
     stream_queue_size: int = 256
     # Changes per message when catching up, and per feed read.
