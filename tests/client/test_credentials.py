@@ -22,6 +22,7 @@ from seatinventory.client import (
 from tests.client.grpc_proxy import GrpcProxy
 from tests.e2e.conftest import Running
 from tests.e2e.helpers import new_event_id, seat_map
+from tests.support.services import missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -60,7 +61,7 @@ async def test_token_is_sent_with_every_call(
 def make_certificates(directory: Path) -> dict[str, Path]:
     """A CA, a server certificate for localhost and a client certificate, all signed by it."""
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+        missing("openssl", "install it (Debian: apt-get install openssl)")
 
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)

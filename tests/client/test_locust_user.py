@@ -15,6 +15,7 @@ from seatinventory.client import AsyncSeatInventoryClient
 
 from tests.e2e.conftest import Running
 from tests.e2e.helpers import new_event_id
+from tests.support.services import missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -45,7 +46,7 @@ async def run_locust(locustfile: Path, target: str, out: Path, **env: str) -> tu
     written on a timer and may miss the last second of a short run."""
     locust = Path(sys.executable).with_name("locust")
     if not locust.exists():
-        pytest.skip("locust is not installed (pip install 'seatinventory-client[locust]')")
+        missing("locust", "pip install 'seatinventory-client[locust]'")
     log = out.with_suffix(".log")
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
