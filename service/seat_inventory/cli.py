@@ -17,15 +17,51 @@ __all__ = ["main"]
 ENV = "SEAT_INVENTORY_"
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(ENV + name, default)
-
-
 def _seconds_ms(text: str) -> int:
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return int(value * 1000)
+
+
+class _Options:
+    """Adds ``--some-flag`` whose default comes from SEAT_INVENTORY_SOME_FLAG when set.
+
+    A bad value in the environment is reported like a bad flag, not as a traceback.
+    """
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self._parser = parser
+
+    def __call__(
+        self,
+        flag: str,
+        kind: Callable[[str], Any],
+        default: Any,
+        help: str,
+        **extra: Any,
+    ) -> None:
+        env_name = ENV + flag.removeprefix("--").replace("-", "_").upper()
+        shown = (
+            f" (env {env_name})" if default is None else f" (default: {default}; env {env_name})"
+        )
+        raw = os.environ.get(env_name)
+        if raw is not None and raw != "":
+            try:
+                default = kind(raw)
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                self._parser.error(f"{env_name}={raw!r}: {exc}")
+        elif default is not None and kind is not str and not isinstance(default, bool):
+            default = kind(str(default))
+        self._parser.add_argument(flag, type=kind, default=default, help=help + shown, **extra)
+
+    def switch(self, flag: str, help: str) -> None:
+        """A boolean flag; the environment turns it on with 1/true/yes."""
+        env_name = ENV + flag.removeprefix("--").replace("-", "_").upper()
+        on = os.environ.get(env_name, "").strip().lower() in {"1", "true", "yes", "on"}
+        self._parser.add_argument(
+            flag, action="store_true", default=on, help=f"{help} (env {env_name}=1)"
+        )
 
 
 def _serve_parser(sub: Any) -> None:
@@ -37,74 +73,52 @@ def _serve_parser(sub: Any) -> None:
         f"Every flag can also be set as an environment variable {ENV}<FLAG>.",
     )
     limits = Limits()
-    p.add_argument("--host", default=_env("HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(_env("PORT", "50051") or 50051))
-    p.add_argument("--redis-url", default=_env("REDIS_URL"), help="redis://host:port/db")
-    p.add_argument(
-        "--database-url",
-        default=_env("DATABASE_URL"),
-        help="postgresql://user@host/db or sqlite:///path",
-    )
-    p.add_argument(
+    opt = _Options(p)
+    opt("--host", str, "127.0.0.1", "address to listen on")
+    opt("--port", int, 50051, "port to listen on (0 picks a free one)")
+    opt("--redis-url", str, None, "redis://host:port/db")
+    opt("--database-url", str, None, "postgresql://user@host/db or sqlite:///path")
+    opt(
         "--default-ttl",
-        type=_seconds_ms,
-        default=_seconds_ms(_env("DEFAULT_TTL", str(limits.default_ttl_ms / 1000)) or "600"),
-        help="seconds a hold lives when Reserve sets no ttl",
+        _seconds_ms,
+        limits.default_ttl_ms / 1000,
+        "seconds a hold lives when Reserve sets no ttl",
     )
-    p.add_argument(
-        "--min-ttl",
-        type=_seconds_ms,
-        default=_seconds_ms(_env("MIN_TTL", str(limits.min_ttl_ms / 1000)) or "1"),
-    )
-    p.add_argument(
-        "--max-ttl",
-        type=_seconds_ms,
-        default=_seconds_ms(_env("MAX_TTL", str(limits.max_ttl_ms / 1000)) or "1800"),
-    )
-    p.add_argument(
+    opt("--min-ttl", _seconds_ms, limits.min_ttl_ms / 1000, "shortest ttl a Reserve may ask")
+    opt("--max-ttl", _seconds_ms, limits.max_ttl_ms / 1000, "longest ttl a Reserve may ask")
+    opt(
         "--max-hold-lifetime",
-        type=_seconds_ms,
-        default=_seconds_ms(
-            _env("MAX_HOLD_LIFETIME", str(limits.max_hold_lifetime_ms / 1000)) or "3600"
-        ),
-        help="seconds a hold may live in all, however often it is extended",
+        _seconds_ms,
+        limits.max_hold_lifetime_ms / 1000,
+        "seconds a hold may live in all, however often it is extended",
     )
-    p.add_argument(
-        "--max-seats-per-hold",
-        type=int,
-        default=int(_env("MAX_SEATS_PER_HOLD", str(limits.max_seats_per_hold)) or 50),
-    )
-    p.add_argument(
+    opt("--max-seats-per-hold", int, limits.max_seats_per_hold, "seats one Reserve may ask for")
+    opt(
         "--confirm-window",
-        type=float,
-        default=float(_env("CONFIRM_WINDOW", "30") or 30),
-        help="seconds a Confirm cut off half-way stays retryable before repair settles it",
+        float,
+        30.0,
+        "seconds a Confirm cut off half-way stays retryable before repair settles it",
     )
-    p.add_argument(
+    opt(
         "--sweep-interval",
-        type=float,
-        default=float(_env("SWEEP_INTERVAL", "0.2") or 0.2),
-        help="seconds between sweeps for expired holds (expiries reach the feed this fast)",
+        float,
+        0.2,
+        "seconds between sweeps for expired holds (expiries reach the feed this fast)",
     )
-    p.add_argument(
+    opt(
         "--feed-maxlen",
-        type=int,
-        default=int(_env("FEED_MAXLEN", "100000") or 100000),
-        help="changes kept per event feed (older cursors get a fresh snapshot)",
+        int,
+        100_000,
+        "changes kept per event feed (older cursors get a fresh snapshot)",
     )
-    p.add_argument(
-        "--grace",
-        type=float,
-        default=float(_env("GRACE", "10") or 10),
-        help="seconds in-flight calls get to finish on SIGTERM",
-    )
-    p.add_argument(
-        "--log-format", choices=("console", "json"), default=_env("LOG_FORMAT", "console")
-    )
-    p.add_argument(
+    opt("--grace", float, 10.0, "seconds in-flight calls get to finish on SIGTERM")
+    opt("--log-format", str, "console", "console or json", choices=("console", "json"))
+    opt(
         "--log-level",
+        str,
+        "info",
+        "debug, info, warning or error",
         choices=("debug", "info", "warning", "error"),
-        default=_env("LOG_LEVEL", "info"),
     )
     p.set_defaults(func=_serve)
 
