@@ -11,9 +11,12 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels ./clients/python .
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/seat-inventory --create-home seatinv
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl grpcio-health-checking && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*.whl && rm -rf /wheels
 USER seatinv
 WORKDIR /var/lib/seat-inventory
+# Listening on every interface needs authentication: mount a principals file and
+# set SEAT_INVENTORY_PRINCIPALS to it (README "Authentication and TLS"); without
+# one the server refuses to start unless SEAT_INVENTORY_ALLOW_INSECURE_BIND=1.
 ENV SEAT_INVENTORY_HOST=0.0.0.0 \
     SEAT_INVENTORY_PORT=50051 \
     SEAT_INVENTORY_LOG_FORMAT=json

@@ -135,3 +135,8 @@ unit: install ## Only the unit tests: fast, no servers needed
 reliability: install services ## The fault, race and bad-input suite with its report (RELIABILITY_SCALE=3 for a longer run)
 	@echo "==> reliability: pytest -m reliability"
 	@$(BIN)/pytest -m reliability $(ARGS)
+
+.PHONY: bench  # also the name of a directory
+bench: install services ## The side-by-side benchmark (~8 min; ARGS=--quick ~2 min), writing bench/RESULTS.md
+	@echo "==> bench: bench/run.py $(ARGS)"
+	@$(BIN)/python bench/run.py --out bench/RESULTS.md --json bench/results.json $(ARGS)

@@ -6,7 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.services import RedisProcess, postgres_database, redis_process
+from tests.support.services import (
+    RedisCluster,
+    RedisProcess,
+    postgres_database,
+    redis_cluster,
+    redis_process,
+)
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +25,13 @@ def redis_server() -> Iterator[RedisProcess]:
 @pytest.fixture(scope="session")
 def redis_url(redis_server: RedisProcess) -> str:
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_server() -> Iterator[RedisCluster]:
+    """A three-master Redis Cluster on free ports, started for this test session only."""
+    with redis_cluster() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

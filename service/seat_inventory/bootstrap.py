@@ -3,7 +3,7 @@ builds real adapters; nothing connects before ``build`` is awaited."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -12,6 +12,7 @@ from .adapters.redis import RedisHoldStore, connect_redis
 from .adapters.redis.feed import RedisFeed
 from .adapters.redis.store import StoreSettings
 from .adapters.sql import SqlEventRepository, make_engine, migrate
+from .api.metrics import Metrics
 from .api.translate import ProtoUpdateEncoder
 from .config import Settings
 from .domain.clock import Clock, SystemClock
@@ -43,6 +44,7 @@ class App:
     sweeper: Sweeper
     hub: FeedHub
     watch: AvailabilityWatch
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def close(self) -> None:
         await self.hub.close()
@@ -69,13 +71,26 @@ async def build(
     )
     events = SqlEventRepository(engine)
     catalog = EventCatalog(events, holds)
-    inventory = InventoryService(holds, catalog, settings.limits)
+    metrics = Metrics()
+    inventory = InventoryService(holds, catalog, settings.limits, telemetry=metrics)
     wall = clock or SystemClock()
     admin = AdminService(events, catalog, inventory, settings.limits, wall)
     bookings = BookingService(
-        holds, events, catalog, settings.limits, wall, failpoints or Failpoints.from_env()
+        holds,
+        events,
+        catalog,
+        settings.limits,
+        wall,
+        failpoints or Failpoints.from_env(),
+        telemetry=metrics,
     )
-    sweeper = Sweeper(holds, events, repair=bookings.repair, interval_s=settings.sweep_interval_s)
+    sweeper = Sweeper(
+        holds,
+        events,
+        repair=bookings.repair,
+        interval_s=settings.sweep_interval_s,
+        telemetry=metrics,
+    )
     catalog.on_loaded = sweeper.track
     feed = RedisFeed(
         redis,
@@ -107,4 +122,5 @@ async def build(
         sweeper,
         hub,
         watch,
+        metrics=metrics,
     )

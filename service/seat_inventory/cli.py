@@ -24,6 +24,41 @@ def _seconds_ms(text: str) -> int:
     return int(value * 1000)
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or a positive number, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or a positive whole number, got {text}")
+    return value
+
+
+def _port_or_off(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number, or 0 for off, got {text}")
+    return value
+
+
 class _Options:
     """Adds ``--some-flag`` whose default comes from SEAT_INVENTORY_SOME_FLAG when set.
 
@@ -76,7 +111,13 @@ def _serve_parser(sub: Any) -> None:
     opt = _Options(p)
     opt("--host", str, "127.0.0.1", "address to listen on")
     opt("--port", int, 50051, "port to listen on (0 picks a free one)")
-    opt("--redis-url", str, None, "redis://host:port/db")
+    opt(
+        "--redis-url",
+        str,
+        None,
+        "redis://host:port/db (rediss:// for TLS); redis+cluster://host:port[,host:port] "
+        "for a Redis Cluster",
+    )
     opt("--database-url", str, None, "postgresql://user@host/db or sqlite:///path")
     opt(
         "--default-ttl",
@@ -93,6 +134,12 @@ def _serve_parser(sub: Any) -> None:
         "seconds a hold may live in all, however often it is extended",
     )
     opt("--max-seats-per-hold", int, limits.max_seats_per_hold, "seats one Reserve may ask for")
+    opt(
+        "--max-seats-per-holder",
+        int,
+        limits.max_seats_per_holder,
+        "seats one holder (of one principal) may hold of one event at once",
+    )
     opt(
         "--confirm-window",
         float,
@@ -112,6 +159,87 @@ def _serve_parser(sub: Any) -> None:
         "changes kept per event feed (older cursors get a fresh snapshot)",
     )
     opt("--grace", float, 10.0, "seconds in-flight calls get to finish on SIGTERM")
+    opt(
+        "--workers",
+        _positive_int,
+        1,
+        "server processes sharing the port (SO_REUSEPORT) under one supervisor that "
+        "restarts a dead one; more than 1 needs --redis-url and PostgreSQL",
+    )
+    opt(
+        "--stream-tick",
+        _positive_float,
+        0.05,
+        "seconds of changes a stream message gathers (longer: fewer, larger messages)",
+    )
+    opt(
+        "--stream-max-messages",
+        _positive_float,
+        20_000,
+        "stream messages per second this process aims to stay under; with more "
+        "subscribers the tick stretches to subscribers / this",
+    )
+    opt(
+        "--stream-queue-size",
+        _positive_int,
+        256,
+        "messages a stream may lag behind before it is sent a fresh snapshot instead",
+    )
+    opt(
+        "--principals",
+        str,
+        None,
+        "TOML/JSON file of principals, roles and token hashes; unset: no authentication",
+    )
+    opt("--tls-cert", str, None, "PEM certificate chain: serve TLS (with --tls-key)")
+    opt("--tls-key", str, None, "PEM private key of --tls-cert")
+    opt("--tls-client-ca", str, None, "PEM CA bundle: require client certificates it signed")
+    opt.switch(
+        "--allow-insecure-bind",
+        "listen on a non-loopback address without --principals (only behind something "
+        "that authenticates callers)",
+    )
+    opt(
+        "--metrics-port",
+        _port_or_off,
+        0,
+        "serve Prometheus metrics over HTTP on this port of --host (0: off; with "
+        "--workers N, worker i uses this port + i)",
+    )
+    opt(
+        "--metrics-host",
+        str,
+        None,
+        "address the metrics listen on (unset: --host); they need no token, so keep "
+        "them where only the scraper reaches",
+    )
+    opt(
+        "--rate-limit",
+        _non_negative_float,
+        0,
+        "requests per second each principal may make, per process (0: no limit); "
+        "beyond it RESOURCE_EXHAUSTED RATE_LIMITED",
+    )
+    opt(
+        "--rate-burst",
+        _non_negative_int,
+        0,
+        "requests a principal may make at once above --rate-limit (0: one second's worth)",
+    )
+    opt(
+        "--max-streams-per-principal",
+        _non_negative_int,
+        0,
+        "StreamAvailability calls each principal may have open per process (0: no limit); "
+        "beyond it RESOURCE_EXHAUSTED STREAM_LIMIT",
+    )
+    opt(
+        "--max-message-bytes",
+        _positive_int,
+        16 * 1024 * 1024,
+        "largest request or response message; a larger request is refused with RESOURCE_EXHAUSTED",
+    )
+    opt.switch("--access-log", "log one line per answered call (method, principal, code, time)")
     opt("--log-format", str, "console", "console or json", choices=("console", "json"))
     opt(
         "--log-level",
@@ -127,6 +255,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     try:
         limits = Limits(
             max_seats_per_hold=args.max_seats_per_hold,
+            max_seats_per_holder=args.max_seats_per_holder,
             min_ttl_ms=args.min_ttl,
             max_ttl_ms=args.max_ttl,
             default_ttl_ms=args.default_ttl,
@@ -141,9 +270,25 @@ def _settings(args: argparse.Namespace) -> Settings:
         database_url=args.database_url or None,
         limits=limits,
         grace_s=args.grace,
+        workers=args.workers,
         confirm_window_s=args.confirm_window,
         sweep_interval_s=args.sweep_interval,
         feed_maxlen=args.feed_maxlen,
+        stream_tick_s=args.stream_tick,
+        stream_max_messages_s=args.stream_max_messages,
+        stream_queue_size=args.stream_queue_size,
+        principals_file=args.principals or None,
+        tls_cert=args.tls_cert or None,
+        tls_key=args.tls_key or None,
+        tls_client_ca=args.tls_client_ca or None,
+        allow_insecure_bind=args.allow_insecure_bind,
+        metrics_port=args.metrics_port or None,
+        metrics_host=args.metrics_host or None,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        max_streams_per_principal=args.max_streams_per_principal,
+        max_message_bytes=args.max_message_bytes,
+        access_log=args.access_log,
         log_format=args.log_format,
         log_level=args.log_level,
     )
@@ -153,11 +298,23 @@ def _serve(args: argparse.Namespace) -> int:
     from .logging import configure_logging
 
     settings = _settings(args)
+    if settings.workers > 1:
+        from .supervisor import refusal, supervise
+
+        refused = refusal(settings) or _security_problem(settings)
+        if refused is not None:
+            print(f"seat-inventory: {refused}", file=sys.stderr)
+            return 2
+        configure_logging(settings.log_format, settings.log_level)
+        return supervise(settings)
     configure_logging(settings.log_format, settings.log_level)
     return asyncio.run(_run_server(settings))
 
 
-async def _run_server(settings: Settings) -> int:
+async def _run_server(
+    settings: Settings, *, on_serving: Callable[[int], None] | None = None
+) -> int:
+    """Serve until SIGTERM/SIGINT; ``on_serving`` (a --workers worker) hears the port."""
     import structlog
 
     from .api.server import Server
@@ -165,6 +322,14 @@ async def _run_server(settings: Settings) -> int:
     from .domain.errors import InventoryError
 
     log = structlog.get_logger("seat_inventory")
+    problem = _security_problem(settings)
+    if problem is not None:
+        log.error("cannot start", error=problem)
+        return 1
+    from .api.transport import plaintext_tokens_warning
+
+    if warning := plaintext_tokens_warning(settings):
+        log.warning(warning)
     if settings.embedded:
         log.warning(
             "embedded mode: SQLite + in-process fakeredis; for one process on one machine "
@@ -183,10 +348,68 @@ async def _run_server(settings: Settings) -> int:
         log.error("cannot start", error=str(exc))  # noqa: TRY400 - expected, no traceback
         await app.close()
         return 1
-    log.info("serving", address=f"{settings.host}:{port}", embedded=settings.embedded)
+    log.info(
+        "serving",
+        address=f"{settings.host}:{port}",
+        embedded=settings.embedded,
+        auth="bearer tokens" if settings.principals_file else "off",
+        tls="mutual" if settings.tls_client_ca else "on" if settings.tls_cert else "off",
+    )
+    if on_serving is not None:
+        on_serving(port)
     await server.serve_until_signalled()
     log.info("stopped")
     return 0
+
+
+def _security_problem(settings: Settings) -> str | None:
+    """Read the principals and TLS files now, so that a mistake in them stops the
+    start with one clear line, before any backend is touched."""
+    from .api.auth import PrincipalsError, load_principals
+    from .api.transport import TransportError, insecure_bind_problem, server_credentials
+
+    try:
+        if settings.principals_file:
+            load_principals(settings.principals_file)
+        server_credentials(settings)
+    except (PrincipalsError, TransportError) as exc:
+        return str(exc)
+    return insecure_bind_problem(settings)
+
+
+def _hash_token(args: argparse.Namespace) -> int:
+    import getpass
+    import secrets
+
+    from .api.auth import MIN_TOKEN_LENGTH, hash_token
+
+    if args.generate:
+        token = secrets.token_urlsafe(32)
+        print(token)  # the caller's secret: shown once, stored nowhere
+    elif sys.stdin.isatty():
+        token = getpass.getpass("token: ")
+    else:
+        token = sys.stdin.readline().strip()
+    if len(token) < MIN_TOKEN_LENGTH:
+        print(
+            f"error: a token needs at least {MIN_TOKEN_LENGTH} characters "
+            "(hash-token --generate makes a good one)",
+            file=sys.stderr,
+        )
+        return 1
+    print(hash_token(token))
+    return 0
+
+
+def _hash_token_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "hash-token",
+        help="print the sha256:<hex> line a principals file stores for a token",
+        description="Read a bearer token from stdin (or a prompt) and print the hash to put "
+        "in a principals file; with --generate, print a new random token and then its hash.",
+    )
+    p.add_argument("--generate", action="store_true", help="make a new random token")
+    p.set_defaults(func=_hash_token)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _hash_token_parser(sub)
     add_client_commands(sub)
     add_loadtest_command(sub)
     args = parser.parse_args(argv)

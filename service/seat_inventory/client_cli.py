@@ -20,6 +20,15 @@ def _target_arg(p: argparse.ArgumentParser) -> None:
         help="server address (default localhost:50051, env SEAT_INVENTORY_TARGET)",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SEAT_INVENTORY_TOKEN"),
+        help="bearer token, when the server requires one (env SEAT_INVENTORY_TOKEN)",
+    )
+    p.add_argument("--tls", action="store_true", help="use TLS, trusting the system's CAs")
+    p.add_argument("--ca", help="PEM file of the CA to trust (implies --tls)")
+    p.add_argument("--cert", help="PEM client certificate, for mutual TLS (implies --tls)")
+    p.add_argument("--key", help="PEM key of --cert")
 
 
 def _describe_error(err: Any) -> str:
@@ -42,14 +51,25 @@ def _describe_error(err: Any) -> str:
     return f"error: {label}: {err.details()}{extra}"
 
 
+def _tls(args: argparse.Namespace) -> Any:
+    """The client package's Tls for --tls/--ca/--cert/--key, or None for plaintext."""
+    from seatinventory.client.channel import Tls
+
+    if not (args.tls or args.ca or args.cert or args.key):
+        return None
+    try:
+        return Tls.from_files(ca=args.ca, cert=args.cert, key=args.key)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: TLS: {exc}") from None
+
+
 def _call(args: argparse.Namespace, fn: Callable[[Any, Any, argparse.Namespace], None]) -> int:
     import grpc
+    from seatinventory.client.channel import auth_metadata, open_channel
     from seatinventory.v1 import inventory_admin_pb2_grpc, seat_inventory_pb2_grpc
 
-    with grpc.insecure_channel(
-        args.target,
-        options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
-    ) as channel:
+    args.metadata = auth_metadata(args.token)
+    with open_channel(args.target, _tls(args)) as channel:
         inventory = seat_inventory_pb2_grpc.SeatInventoryStub(channel)
         admin = inventory_admin_pb2_grpc.InventoryAdminStub(channel)
         args.channel = channel
@@ -93,7 +113,7 @@ def _create_event(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
         ],
     )
     print(f"creating {args.event_id} with {len(seats)} seats ...", file=sys.stderr)
-    event = admin.CreateEvent(request, timeout=args.timeout).event
+    event = admin.CreateEvent(request, timeout=args.timeout, metadata=args.metadata).event
     print(
         f"event {event.event_id} ({event.name!r}): {event.seat_count} seats, "
         f"{event.available_count} available"
@@ -104,7 +124,9 @@ def _get_event(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
     from seatinventory.v1 import inventory_admin_pb2
 
     e = admin.GetEvent(
-        inventory_admin_pb2.GetEventRequest(event_id=args.event_id), timeout=args.timeout
+        inventory_admin_pb2.GetEventRequest(event_id=args.event_id),
+        timeout=args.timeout,
+        metadata=args.metadata,
     ).event
     print(
         f"event {e.event_id} ({e.name!r}): {e.seat_count} seats, {e.available_count} "
@@ -132,7 +154,7 @@ def _reserve(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
         request_id=args.request_id or "",
         ttl=_duration(args.ttl),
     )
-    _print_hold(inventory.Reserve(request, timeout=args.timeout).hold)
+    _print_hold(inventory.Reserve(request, timeout=args.timeout, metadata=args.metadata).hold)
 
 
 def _extend(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
@@ -141,7 +163,7 @@ def _extend(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
     request = seat_inventory_pb2.ExtendHoldRequest(
         hold_id=args.hold_id, holder_id=args.holder, ttl=_duration(args.ttl)
     )
-    _print_hold(inventory.ExtendHold(request, timeout=args.timeout).hold)
+    _print_hold(inventory.ExtendHold(request, timeout=args.timeout, metadata=args.metadata).hold)
 
 
 def _release(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
@@ -150,6 +172,7 @@ def _release(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
     reply = inventory.Release(
         seat_inventory_pb2.ReleaseRequest(hold_id=args.hold_id, holder_id=args.holder),
         timeout=args.timeout,
+        metadata=args.metadata,
     )
     print("released" if reply.released else "already released")
 
@@ -158,7 +181,9 @@ def _availability(inventory: Any, admin: Any, args: argparse.Namespace) -> None:
     from seatinventory.v1 import seat_inventory_pb2, types_pb2
 
     reply = inventory.GetAvailability(
-        seat_inventory_pb2.GetAvailabilityRequest(event_id=args.event_id), timeout=args.timeout
+        seat_inventory_pb2.GetAvailabilityRequest(event_id=args.event_id),
+        timeout=args.timeout,
+        metadata=args.metadata,
     )
     by_status: dict[str, list[str]] = {}
     for seat in reply.seats:

@@ -27,6 +27,8 @@ class Settings:
     sweep_interval_s: float = 0.2
     health_interval_s: float = 1.0
     grace_s: float = 10.0
+    # Server processes sharing the port (SO_REUSEPORT) under one supervisor.
+    workers: int = 1
     backend_timeout_s: float = 2.0
     max_message_bytes: int = 16 * 1024 * 1024
     # StreamAvailability fan-out. Changes arriving within one tick travel as
@@ -48,6 +50,27 @@ class Settings:
     # Ping idle connections so that dead peers' streams are ended.
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
+    # Authentication: a principals file (api/auth.py); None runs every call
+    # as the anonymous principal.
+    principals_file: str | None = None
+    # TLS: certificate chain and key (PEM); with a client CA, mutual TLS.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    # Serve a non-loopback address without authentication (refused otherwise).
+    allow_insecure_bind: bool = False
+    # Prometheus /metrics on this port (on --host); None: no metrics. A
+    # supervisor of several workers gives worker i the port metrics_port + i.
+    metrics_port: int | None = None
+    # Address the metrics listen on; None: the same as host.
+    metrics_host: str | None = None
+    # Abuse limits per principal (0: off): requests per second (token bucket
+    # of rate_burst, default one second's worth) and open streams.
+    rate_limit: float = 0.0
+    rate_burst: int = 0
+    max_streams_per_principal: int = 0
+    # One JSON/console line per answered call (method, principal, code, duration).
+    access_log: bool = False
     log_format: str = "console"  # or "json"
     log_level: str = "info"
 

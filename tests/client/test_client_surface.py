@@ -112,6 +112,7 @@ TABLE = [
     (C.PERMISSION_DENIED, "SOMETHING_ELSE", api.PermissionDenied),
     (C.RESOURCE_EXHAUSTED, "HOLD_LIMIT", api.HoldLimit),
     (C.RESOURCE_EXHAUSTED, "RATE_LIMITED", api.RateLimited),
+    (C.RESOURCE_EXHAUSTED, "STREAM_LIMIT", api.StreamLimit),
     (C.ALREADY_EXISTS, "EVENT_EXISTS", api.EventExists),
     (C.UNAUTHENTICATED, "UNAUTHENTICATED", api.Unauthenticated),
     (C.UNAVAILABLE, "BACKEND_UNAVAILABLE", api.BackendUnavailable),

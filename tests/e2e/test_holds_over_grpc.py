@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from seatinventory.v1 import inventory_admin_pb2, seat_inventory_pb2, types_pb2
 
+from seat_inventory.adapters.redis import connect_redis
 from tests.e2e.conftest import Running
 from tests.e2e.helpers import bad_request, create_event, error_info, ttl
 
@@ -229,7 +230,7 @@ async def test_contention_never_double_holds(live: Running, redis_url: str) -> N
         assert named <= set(want), "named a seat the caller did not ask for"
         assert named <= held_now, "named a seat that is not taken"
     # and Redis agrees seat by seat: each seat key names exactly one hold
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = connect_redis(redis_url)  # also a redis+cluster:// URL
     for seat in held_now:
         value = await client.get(f"{{e:{event_id}}}:seat:{seat}")
         assert value is not None

@@ -53,6 +53,13 @@ def test_entry_command_serves_and_passes_its_health_check(tmp_path: Path) -> Non
         env[key] = value
     port = free_port()
     env["SEAT_INVENTORY_PORT"] = str(port)  # the image's 50051 may be taken here
+    # The image listens on 0.0.0.0, which needs authentication: mount principals
+    # as an operator would (the health check needs no token).
+    principals = tmp_path / "principals.toml"
+    principals.write_text(
+        '[[principals]]\nname = "ops"\nroles = ["admin"]\ntokens = ["sha256:' + "0" * 64 + '"]\n'
+    )
+    env["SEAT_INVENTORY_PRINCIPALS"] = str(principals)
     lines = stage.splitlines()
     entry = json_list(next(x for x in lines if x.startswith("ENTRYPOINT")), "ENTRYPOINT")
     cmd = json_list(next(x for x in lines if x.startswith("CMD")), "CMD")
@@ -84,3 +91,73 @@ def test_entry_command_serves_and_passes_its_health_check(tmp_path: Path) -> Non
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(r.get("event") == "serving" for r in records), err
     assert proc.returncode == 0
+
+
+def compose_environment(service: str) -> dict[str, str]:
+    """The ``environment:`` mapping of one docker-compose.yml service (a small
+    reader for the plain ``KEY: value`` form the file uses)."""
+    lines = (ROOT / "docker-compose.yml").read_text().splitlines()
+    start = lines.index(f"  {service}:")
+    env: dict[str, str] = {}
+    inside = False
+    for line in lines[start + 1 :]:
+        if line.strip().startswith("#"):
+            continue
+        if line.strip() and not line.startswith("    "):
+            break  # the next service
+        if line.strip() == "environment:":
+            inside = True
+        elif inside and line.startswith("      ") and ":" in line:
+            key, _, value = line.strip().partition(":")
+            env[key] = shlex.split(value, comments=True)[0]
+        elif inside:
+            inside = line.startswith("      ")
+    return env
+
+
+def test_compose_service_runs_two_workers_that_pass_the_health_check(
+    tmp_path: Path, redis_url: str, postgres_url: str
+) -> None:
+    """The image's ENV plus docker-compose.yml's environment for the service (its Redis
+    and PostgreSQL swapped for this test's) start a supervisor with two workers; the
+    HEALTHCHECK passes and SIGTERM stops it with exit code 0."""
+    stage = dockerfile_run_stage()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEAT_INVENTORY_")}
+    env_block = re.search(r"^ENV\s+((?:.*\\\n)*.*)$", stage, re.M)
+    assert env_block is not None
+    env.update(item.partition("=")[::2] for item in shlex.split(env_block[1].replace("\\\n", " ")))
+    compose = compose_environment("seat-inventory")
+    assert compose["SEAT_INVENTORY_WORKERS"] == "2"
+    env.update(compose)
+    env["SEAT_INVENTORY_REDIS_URL"], env["SEAT_INVENTORY_DATABASE_URL"] = redis_url, postgres_url
+    port = free_port()
+    env["SEAT_INVENTORY_PORT"] = str(port)
+    lines = stage.splitlines()
+    entry = json_list(next(x for x in lines if x.startswith("ENTRYPOINT")), "ENTRYPOINT")
+    cmd = json_list(next(x for x in lines if x.startswith("CMD")), "CMD")
+    health_line = stage[stage.index("HEALTHCHECK") :].split("CMD", 1)[1].strip()
+    health = [a.replace("50051", str(port)) for a in json.loads(health_line.splitlines()[0])]
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.Popen(
+        [str(bin_dir / entry[0]), *entry[1:], *cmd],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        for _ in range(100):
+            checked = subprocess.run(
+                [str(bin_dir / health[0]), *health[1:]], capture_output=True, text=True, check=False
+            )
+            if checked.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert checked.returncode == 0, checked.stderr
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=40)
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert sum(r.get("event") == "worker started" for r in records) >= 2, err
+    assert proc.returncode == 0, err

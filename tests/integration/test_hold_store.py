@@ -26,13 +26,21 @@ SEATS = tuple(f"A{i}" for i in range(1, 11))
 EVENT = "ev1"
 
 
-@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "fakeredis",
+        pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("cluster", marks=pytest.mark.integration),  # 3 masters
+    ]
+)
 async def raw_redis(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
     if request.param == "fakeredis":
         client = connect_redis(None)
     else:
-        client = connect_redis(request.getfixturevalue("redis_url"))
-        await client.flushdb()
+        url_of = {"redis": "redis_url", "cluster": "redis_cluster_server"}
+        server = request.getfixturevalue(url_of[request.param])
+        client = connect_redis(server if isinstance(server, str) else server.url)
+        await client.flushdb()  # on a cluster: every master
     yield client
     await client.aclose()
 

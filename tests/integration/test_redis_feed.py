@@ -20,9 +20,19 @@ EVENT = "ev-feed"
 SEATS = ("A1", "A2", "A3")
 
 
-@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "fakeredis",
+        pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("cluster", marks=pytest.mark.integration),  # 3 masters
+    ]
+)
 async def setup(request: pytest.FixtureRequest) -> AsyncIterator[tuple[RedisHoldStore, RedisFeed]]:
-    url = None if request.param == "fakeredis" else request.getfixturevalue("redis_url")
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+    elif request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster_server").url
     client: aioredis.Redis = connect_redis(url)
     if url is not None:
         await client.flushdb()

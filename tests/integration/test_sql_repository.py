@@ -112,7 +112,7 @@ async def test_migration_creates_exactly_the_table_definitions(engine: AsyncEngi
         names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
     assert set(metadata.tables) <= names
-    assert version == "0001"
+    assert version == "0002"
 
 
 async def test_migrate_again_is_a_no_op(
@@ -152,7 +152,7 @@ async def test_concurrent_migrations_of_a_fresh_database_all_succeed(
         async with engines[0].connect() as conn:
             assert await conn.run_sync(_schema_diff) == []
             versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-        assert [v for (v,) in versions] == ["0001"]
+        assert [v for (v,) in versions] == ["0002"]
     finally:
         for e in engines:
             await e.dispose()

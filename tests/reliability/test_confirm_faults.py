@@ -322,8 +322,10 @@ async def test_database_out_of_reach_confirm_is_unavailable_then_books(
         # first on the pooled connections the outage just broke ...
         on_pooled, took_pooled = await unavailable(client.confirm(hold.hold_id, timeout_s=3))
         down_for = await client.wait_health(NOT_SERVING)
-        # ... then on a connection that has to be opened through the outage
-        on_new, took_new = await unavailable(client.confirm(hold.hold_id, timeout_s=3))
+        # ... then on a connection that has to be opened through the outage, with
+        # a deadline shorter than the server's 2 s connect timeout: the answer
+        # must come from the caller's deadline budget, not from the timeout.
+        on_new, took_new = await unavailable(client.confirm(hold.hold_id, timeout_s=1.2))
         assert await ledger.booking_of_hold(hold.hold_id) is None
         hold_state = await ledger.hold_state(event_id, hold.hold_id)
         assert hold_state in ("held", "confirming")
@@ -341,8 +343,9 @@ async def test_database_out_of_reach_confirm_is_unavailable_then_books(
         assert (state["A-1"], state["A-2"]) == (BOOKED, BOOKED)
     print(
         f"\n{outage}: {reset} pooled connection(s) reset; Confirm (deadline 3000 ms) "
-        f"answered in {took_pooled * 1000:.0f} ms {on_pooled.details()!r}, then in "
-        f"{took_new * 1000:.0f} ms {on_new.details()!r}; hold left {hold_state}; "
+        f"answered in {took_pooled * 1000:.0f} ms {on_pooled.details()!r}, then "
+        f"(deadline 1200 ms) in {took_new * 1000:.0f} ms {on_new.details()!r}; "
+        f"hold left {hold_state}; "
         f"health NOT_SERVING after {down_for:.2f}s, SERVING {up_after:.2f}s after "
         "the database came back"
     )

@@ -23,9 +23,9 @@ from typing import IO, Any
 
 import asyncpg
 import grpc
-import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from seat_inventory.adapters.redis import connect_redis
 from seat_inventory.adapters.redis.keys import EventKeys
 from tests.support.services import free_port
 
@@ -228,7 +228,7 @@ class Ledger:
         return bool(rows)
 
     async def _redis(self, command: str, *args: str) -> Any:
-        client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+        client = connect_redis(self.redis_url)  # also a redis+cluster:// URL
         try:
             return await client.execute_command(command, *args)
         finally:

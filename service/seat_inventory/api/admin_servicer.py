@@ -10,6 +10,7 @@ from seatinventory.v1 import inventory_admin_pb2_grpc as pb_grpc
 
 from ..service_layer.admin import AdminService
 from ..service_layer.bookings import BookingService
+from .calls import Guarded
 from .errors import unary
 from .translate import booking_to_proto, event_to_proto, seat_spec_from_proto
 
@@ -18,7 +19,7 @@ __all__ = ["InventoryAdminServicer"]
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-class InventoryAdminServicer(pb_grpc.InventoryAdminServicer):
+class InventoryAdminServicer(Guarded, pb_grpc.InventoryAdminServicer):
     def __init__(self, admin: AdminService, bookings: BookingService) -> None:
         self._admin = admin
         self._bookings = bookings

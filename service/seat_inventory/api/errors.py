@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+import os
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -20,15 +22,20 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ..domain.errors import BackendUnavailable, InvalidArgument, InventoryError
+from .calls import REQUEST_ID_KEY, Guarded, request_id_of
+from .principal import current_principal
 
 __all__ = ["DOMAIN", "abort_with", "server_stream", "status_of", "unary"]
 
 DOMAIN = "seatinventory"
 log = structlog.get_logger(__name__)
+# Sent back with every answer: which process served it (``serve --workers N``
+# runs several on one port).
+SERVED_BY = ("x-served-by", str(os.getpid()))
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-Self = TypeVar("Self")
+Self = TypeVar("Self", bound=Guarded)
 
 
 def _pack(message: Any) -> any_pb2.Any:
@@ -53,6 +60,11 @@ def status_of(error: InventoryError) -> grpc.Status:
                 )
             )
         )
+    retry_ms = error.metadata.get("retry_after_ms")
+    if retry_ms is not None and retry_ms.isdigit():
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(int(retry_ms))
+        details.append(_pack(retry))
     status = status_pb2.Status(
         code=getattr(code_pb2, error.code.value), message=error.message, details=details
     )
@@ -60,10 +72,12 @@ def status_of(error: InventoryError) -> grpc.Status:
 
 
 async def abort_with(
-    context: grpc.aio.ServicerContext[Any, Any], error: InventoryError
+    context: grpc.aio.ServicerContext[Any, Any],
+    error: InventoryError,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> NoReturn:
     status = status_of(error)
-    await context.abort(status.code, status.details, status.trailing_metadata)
+    await context.abort(status.code, status.details, (*status.trailing_metadata, *metadata))
 
 
 def backend_budget(context: grpc.aio.ServicerContext[Any, Any], ceiling_s: float) -> float:
@@ -82,27 +96,50 @@ def unary(
     [Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]],
     Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]],
 ]:
-    """Wrap a unary handler: bound it by the deadline, translate errors."""
+    """Wrap a unary handler: request id, rate limit, deadline, errors, metrics, log.
+
+    The request id (the caller's ``x-request-id`` or a fresh one) is bound to
+    every log line of the call and sent back in the trailing metadata."""
 
     def decorate(
         handler: Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]],
     ) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
+        method = handler.__name__
+
         @functools.wraps(handler)
         async def wrapper(
             self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
         ) -> Resp:
+            started = time.perf_counter()
+            guard = self.calls
+            principal = current_principal()
+            request_id = request_id_of(context)
+            echo = ((REQUEST_ID_KEY, request_id), SERVED_BY)
+            bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+            code, failure = "OK", None
             try:
+                guard.admit(principal)
                 async with asyncio.timeout(backend_budget(context, ceiling_s)):
-                    return await handler(self, request, context)
+                    response = await handler(self, request, context)
+                context.set_trailing_metadata(echo)
+                return response
             except InventoryError as error:
-                await abort_with(context, error)
+                code, failure = error.code.value, error
+                await abort_with(context, error, echo)
             except TimeoutError:
-                await abort_with(context, BackendUnavailable("backend", "no answer in time"))
+                failure = BackendUnavailable("backend", "no answer in time")
+                code = failure.code.value
+                await abort_with(context, failure, echo)
             except asyncio.CancelledError:
+                code = "CANCELLED"
                 raise
             except Exception:  # a bug: report INTERNAL without leaking a traceback
-                log.exception("unhandled error", method=handler.__name__)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                code = "INTERNAL"
+                log.exception("unhandled error", method=method)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error", echo)
+            finally:
+                guard.finish(method, principal, code, failure, time.perf_counter() - started)
+                structlog.contextvars.reset_contextvars(**bound)
 
         return wrapper
 
@@ -112,27 +149,51 @@ def unary(
 def server_stream(
     handler: Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncGenerator[Resp, None]],
 ) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
-    """Wrap a server-streaming handler: translate errors, as ``unary`` does.
+    """Wrap a server-streaming handler as ``unary`` does, and hold one of the
+    principal's stream slots while it is open. The request id travels in the
+    initial metadata.
 
     No overall deadline: a stream lives as long as its caller wants. Each
     backend call inside it is bounded by the adapters' own timeouts."""
+    method = handler.__name__
 
     @functools.wraps(handler)
     async def wrapper(
         self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
     ) -> AsyncIterator[Resp]:
+        started = time.perf_counter()
+        guard = self.calls
+        principal = current_principal()
+        request_id = request_id_of(context)
+        echo = ((REQUEST_ID_KEY, request_id), SERVED_BY)
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        code, failure, opened = "OK", None, False
         try:
+            guard.admit(principal)
+            guard.open_stream(principal)
+            opened = True
+            await context.send_initial_metadata(echo)
             # aclosing: a cancelled call must unwind the handler (and its
             # subscription) now, not whenever the generator is collected.
             async with contextlib.aclosing(handler(self, request, context)) as messages:
                 async for message in messages:
                     yield message
         except InventoryError as error:
-            await abort_with(context, error)
+            code, failure = error.code.value, error
+            await abort_with(context, error, echo)
         except asyncio.CancelledError:
+            code = "CANCELLED"
             raise
         except Exception:  # a bug: report INTERNAL without leaking a traceback
-            log.exception("unhandled error", method=handler.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            code = "INTERNAL"
+            log.exception("unhandled error", method=method)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error", echo)
+        finally:
+            if opened:
+                guard.close_stream(principal)
+            guard.finish(method, principal, code, failure, time.perf_counter() - started)
+            # A generator closed by the collector runs this in another context.
+            with contextlib.suppress(ValueError):
+                structlog.contextvars.reset_contextvars(**bound)
 
     return wrapper

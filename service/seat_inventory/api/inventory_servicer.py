@@ -14,7 +14,9 @@ from ..domain.policy import Violations
 from ..service_layer.bookings import BookingService
 from ..service_layer.inventory import InventoryService
 from ..service_layer.watch import AvailabilityWatch
+from .calls import Guarded
 from .errors import server_stream, unary
+from .principal import current_principal
 from .translate import availability_seats, booking_to_proto, hold_to_proto, ttl_ms
 
 __all__ = ["SeatInventoryServicer"]
@@ -22,7 +24,7 @@ __all__ = ["SeatInventoryServicer"]
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-class SeatInventoryServicer(pb_grpc.SeatInventoryServicer):
+class SeatInventoryServicer(Guarded, pb_grpc.SeatInventoryServicer):
     def __init__(
         self, inventory: InventoryService, bookings: BookingService, watch: AvailabilityWatch
     ) -> None:
@@ -36,20 +38,31 @@ class SeatInventoryServicer(pb_grpc.SeatInventoryServicer):
         ttl = ttl_ms(v, "ttl", request.ttl, request.HasField("ttl"))
         v.raise_if_any()
         hold = await self._inventory.reserve(
-            request.event_id, request.seat_ids, request.holder_id, ttl, request.request_id
+            request.event_id,
+            request.seat_ids,
+            request.holder_id,
+            ttl,
+            request.request_id,
+            principal=current_principal().name,
         )
         return pb.ReserveResponse(hold=hold_to_proto(hold))
 
     @unary()
     async def Confirm(self, request: pb.ConfirmRequest, context: Ctx) -> pb.ConfirmResponse:
         booking = await self._bookings.confirm(
-            request.hold_id, request.holder_id, request.order_ref, request.request_id
+            request.hold_id,
+            request.holder_id,
+            request.order_ref,
+            request.request_id,
+            principal=current_principal().name,
         )
         return pb.ConfirmResponse(booking=booking_to_proto(booking))
 
     @unary()
     async def Release(self, request: pb.ReleaseRequest, context: Ctx) -> pb.ReleaseResponse:
-        released = await self._inventory.release(request.hold_id, request.holder_id)
+        released = await self._inventory.release(
+            request.hold_id, request.holder_id, principal=current_principal().name
+        )
         return pb.ReleaseResponse(released=released)
 
     @unary()
@@ -59,7 +72,9 @@ class SeatInventoryServicer(pb_grpc.SeatInventoryServicer):
         v = Violations()
         ttl = ttl_ms(v, "ttl", request.ttl, request.HasField("ttl"))
         v.raise_if_any()
-        hold = await self._inventory.extend(request.hold_id, request.holder_id, ttl)
+        hold = await self._inventory.extend(
+            request.hold_id, request.holder_id, ttl, principal=current_principal().name
+        )
         return pb.ExtendHoldResponse(hold=hold_to_proto(hold))
 
     @unary()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from typing import Any, cast
 
@@ -18,7 +19,12 @@ from ..bootstrap import App
 from ..config import Settings
 from ..domain.errors import InventoryError
 from .admin_servicer import InventoryAdminServicer
+from .auth import AuthInterceptor, load_principals
+from .calls import CallGuard
 from .inventory_servicer import SeatInventoryServicer
+from .metrics import MetricsEndpoint, serve_metrics
+from .principal import ADMIN, CLIENT
+from .transport import server_credentials
 
 __all__ = ["Server"]
 
@@ -71,7 +77,8 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        # Workers share one port; a lone server must fail when the port is taken.
+        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ("grpc.server.max_pending_requests", settings.max_pending_requests),
         ("grpc.server.max_pending_requests_hard_limit", 2 * settings.max_pending_requests),
         # Pings find peers that vanished without closing (a dead host, a cut
@@ -100,30 +107,94 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
             log.error("background task had failed", task=task.get_name(), error=task.exception())
 
 
+def auth_interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
+    """The authentication interceptor when a principals file is configured.
+    Health and reflection stay open: load balancers and grpcurl need no token."""
+    if not settings.principals_file:
+        return []
+    inventory, admin = SERVICE_NAMES
+    return [
+        AuthInterceptor(
+            load_principals(settings.principals_file),
+            roles={inventory: CLIENT, admin: ADMIN},
+            open_services=(health.SERVICE_NAME, reflection.SERVICE_NAME),
+        )
+    ]
+
+
+class DrainingHealth(health.aio.HealthServicer):
+    """grpc's health servicer, except that a Watch ends once the server drains:
+    NOT_SERVING, then UNAVAILABLE. An open Watch (client-side health checking
+    keeps one per connection) would otherwise hold the drain for the whole grace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.draining = asyncio.Event()
+
+    async def Watch(
+        self,
+        request: health_pb2.HealthCheckRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        watch = asyncio.ensure_future(super().Watch(request, context))
+        drained = asyncio.ensure_future(self.draining.wait())
+        try:
+            await asyncio.wait((watch, drained), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drained.cancel()
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+        if self.draining.is_set():
+            not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+            await context.write(health_pb2.HealthCheckResponse(status=not_serving))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server shutting down")
+
+
 class Server:
     """One server process. ``start`` binds and returns the port (0 picks a free one)."""
 
     def __init__(self, app: App) -> None:
         self.app = app
         settings = app.settings
-        self.health = health.aio.HealthServicer()
-        self._server = grpc.aio.server(options=server_options(settings))
-        _add_inventory(SeatInventoryServicer(app.inventory, app.bookings, app.watch), self._server)
-        admin_grpc.add_InventoryAdminServicer_to_server(
-            InventoryAdminServicer(app.admin, app.bookings), self._server
+        self.health = DrainingHealth()
+        self._server = grpc.aio.server(
+            options=server_options(settings), interceptors=auth_interceptors(settings)
         )
+        guard = CallGuard(
+            app.metrics,
+            rate=settings.rate_limit,
+            burst=settings.rate_burst,
+            max_streams=settings.max_streams_per_principal,
+            access_log=settings.access_log,
+        )
+        inventory = SeatInventoryServicer(app.inventory, app.bookings, app.watch)
+        admin = InventoryAdminServicer(app.admin, app.bookings)
+        inventory.calls = admin.calls = guard
+        _add_inventory(inventory, self._server)
+        admin_grpc.add_InventoryAdminServicer_to_server(admin, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
+        self.metrics_endpoint: MetricsEndpoint | None = None
 
     async def start(self) -> int:
         settings = self.app.settings
-        self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
+        credentials = server_credentials(settings)
+        address = f"{settings.host}:{settings.port}"
+        if credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {settings.address}: address in use or not allowed")
+        if settings.metrics_port:
+            self.metrics_endpoint = serve_metrics(
+                self.app, settings.metrics_host or settings.host, settings.metrics_port
+            )
         await self._set_health(serving=False)
         await self._server.start()
         self._tasks = [
@@ -163,14 +234,22 @@ class Server:
             await asyncio.sleep(self.app.settings.health_interval_s)
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Drain: NOT_SERVING first, then let in-flight calls finish within the grace."""
+        """Drain: NOT_SERVING first, then let in-flight calls finish within the grace.
+
+        grpc stops taking calls at once: a call arriving later gets UNAVAILABLE,
+        one that had arrived but not yet started gets CANCELLED (grpc/grpc#41785);
+        neither has run. Calls already running finish; past the grace they are
+        cancelled."""
         await self.health.enter_graceful_shutdown()
+        self.health.draining.set()
         # Streams never finish by themselves: end them now with UNAVAILABLE
         # SERVER_DRAINING (resume from your last cursor) instead of cutting
         # them off when the grace runs out.
         await self.app.hub.close()
         await _cancel_all(self._tasks)
         await self._server.stop(self.app.settings.grace_s if grace_s is None else grace_s)
+        if self.metrics_endpoint is not None:
+            await asyncio.to_thread(self.metrics_endpoint.stop)
         await self.app.close()
 
     async def serve_until_signalled(self) -> None:

@@ -25,8 +25,11 @@ __all__ = [
     "InvalidArgument",
     "InventoryError",
     "RateLimited",
+    "RoleRequired",
     "SeatNotFound",
     "SeatsUnavailable",
+    "ServerDraining",
+    "StreamLimitExceeded",
     "Unauthenticated",
 ]
 
@@ -170,11 +173,17 @@ class EventExists(InventoryError):
 
 
 class HoldLimitExceeded(InventoryError):
+    """A holder would hold more seats of one event at once than the limit allows."""
+
     code = ErrorCode.RESOURCE_EXHAUSTED
     reason = "HOLD_LIMIT"
 
-    def __init__(self, message: str, *, limit: int) -> None:
-        super().__init__(message, metadata={"limit": str(limit)})
+    def __init__(self, event_id: str, *, limit: int, held: int, asked: int) -> None:
+        super().__init__(
+            f"this holder already holds {held} seat(s) of event {event_id!r}; {asked} more "
+            f"would exceed the limit of {limit} held at once (confirm or release some first)",
+            metadata={"event_id": event_id, "limit": str(limit), "held": str(held)},
+        )
 
 
 class RateLimited(InventoryError):
@@ -182,9 +191,33 @@ class RateLimited(InventoryError):
     reason = "RATE_LIMITED"
 
 
+class StreamLimitExceeded(InventoryError):
+    code = ErrorCode.RESOURCE_EXHAUSTED
+    reason = "STREAM_LIMIT"
+
+    def __init__(self, principal: str, limit: int) -> None:
+        super().__init__(
+            f"{principal!r} already has {limit} open stream(s), the most allowed: close one first",
+            metadata={"limit": str(limit)},
+        )
+
+
 class Unauthenticated(InventoryError):
     code = ErrorCode.UNAUTHENTICATED
     reason = "UNAUTHENTICATED"
+
+
+class RoleRequired(InventoryError):
+    """An authenticated caller lacks the role a service needs."""
+
+    code = ErrorCode.PERMISSION_DENIED
+    reason = "ROLE_REQUIRED"
+
+    def __init__(self, principal: str, role: str, service: str) -> None:
+        super().__init__(
+            f"principal {principal!r} lacks the {role!r} role that {service} requires",
+            metadata={"principal": principal, "role": role},
+        )
 
 
 class BackendUnavailable(InventoryError):
@@ -194,3 +227,16 @@ class BackendUnavailable(InventoryError):
     def __init__(self, backend: str, detail: str = "") -> None:
         message = f"{backend} is unavailable" + (f": {detail}" if detail else "")
         super().__init__(message, metadata={"backend": backend})
+
+
+class ServerDraining(InventoryError):
+    """A stream ended because the server is shutting down; resume elsewhere."""
+
+    code = ErrorCode.UNAVAILABLE
+    reason = "SERVER_DRAINING"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the server is shutting down: reconnect and pass the last cursor you received "
+            "as resume_cursor to continue without a gap"
+        )

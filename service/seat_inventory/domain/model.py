@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ANONYMOUS_PRINCIPAL",
     "Availability",
     "Booking",
     "BookingStatus",
@@ -16,6 +17,11 @@ __all__ = [
     "SeatSpec",
     "SeatStatus",
 ]
+
+
+# Who every call runs as while authentication is off (api/principal.py); holds
+# stored before principals were recorded belong to it too.
+ANONYMOUS_PRINCIPAL = "anonymous"
 
 
 class SeatStatus(enum.IntEnum):
@@ -90,6 +96,7 @@ class Booking:
     confirmed_at_ms: int
     status: BookingStatus = BookingStatus.CONFIRMED
     cancelled_at_ms: int | None = None
+    principal: str = ANONYMOUS_PRINCIPAL  # whose hold it confirmed
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,9 @@ class Limits:
     """Request limits; every one is configurable (see config.py)."""
 
     max_seats_per_hold: int = 50
+    # Seats one holder of one principal may hold of one event at once, over
+    # all its live holds (RESOURCE_EXHAUSTED HOLD_LIMIT beyond it).
+    max_seats_per_holder: int = 50
     min_ttl_ms: int = 1_000
     max_ttl_ms: int = 30 * 60_000
     default_ttl_ms: int = 10 * 60_000
@@ -37,6 +40,11 @@ class Limits:
             raise ValueError("max hold lifetime must be at least the max ttl")
         if self.max_seats_per_hold < 1 or self.max_seats_per_event < 1:
             raise ValueError("seat limits must be positive")
+        if self.max_seats_per_holder < self.max_seats_per_hold:
+            raise ValueError(
+                f"max seats per holder ({self.max_seats_per_holder}) must be at least "
+                f"max seats per hold ({self.max_seats_per_hold})"
+            )
 
 
 MAX_SEAT_PROBLEMS_LISTED = 10  # per request; see Violations.seat_list

@@ -23,12 +23,13 @@ from ..domain.errors import (
     SeatsUnavailable,
 )
 from ..domain.ids import new_booking_id
-from ..domain.model import Booking, BookingStatus
+from ..domain.model import ANONYMOUS_PRINCIPAL, Booking, BookingStatus
 from ..domain.policy import Limits, Violations, check_holder_id, check_request_id
 from .catalog import EventCatalog
 from .failpoints import Failpoints
 from .inventory import hold_event
 from .ports import EventNotLoaded, EventRepository, HoldStore
+from .telemetry import NO_TELEMETRY, Telemetry
 
 __all__ = ["BookingService"]
 
@@ -45,6 +46,7 @@ class BookingService:
         limits: Limits,
         clock: Clock,
         failpoints: Failpoints | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._holds = holds
         self._events = events
@@ -52,9 +54,15 @@ class BookingService:
         self._limits = limits
         self._clock = clock
         self._failpoints = failpoints or Failpoints()
+        self._telemetry = telemetry
 
     async def confirm(
-        self, hold_id: str, holder_id: str, order_ref: str = "", request_id: str = ""
+        self,
+        hold_id: str,
+        holder_id: str,
+        order_ref: str = "",
+        request_id: str = "",
+        principal: str = ANONYMOUS_PRINCIPAL,
     ) -> Booking:
         v = Violations()
         if not hold_id:
@@ -67,7 +75,7 @@ class BookingService:
         booking_id = new_booking_id()
 
         async def claim() -> Booking:
-            seats = await self._holds.claim(event_id, hold_id, holder_id)
+            seats = await self._holds.claim(event_id, hold_id, holder_id, principal)
             self._failpoints.hit("after_claim")
             return Booking(
                 booking_id=booking_id,
@@ -77,25 +85,28 @@ class BookingService:
                 holder_id=holder_id,
                 order_ref=order_ref,
                 confirmed_at_ms=self._clock.now_ms(),
+                principal=principal,
             )
 
         try:
             try:
-                booking, _ = await self._events.commit_booking(event_id, hold_id, claim)
+                booking, inserted = await self._events.commit_booking(event_id, hold_id, claim)
             except EventNotLoaded:
                 # Loading takes the event's fence exclusively, so it must not
                 # run inside the commit's transaction: load, then try again.
                 await self._catalog.load(event_id)
-                booking, _ = await self._events.commit_booking(event_id, hold_id, claim)
+                booking, inserted = await self._events.commit_booking(event_id, hold_id, claim)
+            if inserted:
+                self._telemetry.booking_confirmed()
         except (HoldNotFound, EventNotFound) as exc:
-            booking = await self._already_booked(hold_id, holder_id, exc)
+            booking = await self._already_booked(hold_id, holder_id, principal, exc)
         except SeatsUnavailable as exc:
             # Only after Redis lost data can SQL know a sale Redis did not:
             # give the hold up and teach Redis those seats are sold.
             await self._holds.abort_confirm(event_id, hold_id, exc.seat_ids)
             raise
         self._failpoints.hit("after_commit")
-        if booking.holder_id != holder_id:
+        if (booking.holder_id, booking.principal) != (holder_id, principal):
             raise HoldNotOwned(hold_id)
         self._failpoints.hit("before_finalize")
         if booking.status is not BookingStatus.CONFIRMED:
@@ -110,12 +121,15 @@ class BookingService:
             log.warning("finalize deferred to repair", hold_id=hold_id, error=exc.message)
         return booking
 
-    async def _already_booked(self, hold_id: str, holder_id: str, cause: Exception) -> Booking:
-        """A hold that is gone may have been confirmed before: same answer again."""
+    async def _already_booked(
+        self, hold_id: str, holder_id: str, principal: str, cause: Exception
+    ) -> Booking:
+        """A hold that is gone may have been confirmed before: same answer again,
+        to its owner only (the holder id and the principal)."""
         booking = await self._events.booking_by_hold(hold_id)
         if booking is None:
             raise HoldNotFound(hold_id) from cause
-        if booking.holder_id != holder_id:
+        if (booking.holder_id, booking.principal) != (holder_id, principal):
             raise HoldNotOwned(hold_id) from cause
         return booking
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..domain.errors import EventNotFound, HoldNotFound, InvalidArgument
+from ..domain.errors import EventNotFound, HoldNotFound, InvalidArgument, SeatsUnavailable
 from ..domain.ids import event_of_hold, new_hold_id
-from ..domain.model import Availability, EventCounts, Hold, SeatStatus
+from ..domain.model import ANONYMOUS_PRINCIPAL, Availability, EventCounts, Hold, SeatStatus
 from ..domain.policy import (
     Limits,
     Violations,
@@ -17,6 +17,7 @@ from ..domain.policy import (
 )
 from .catalog import EventCatalog
 from .ports import HoldStore, ReserveRequest
+from .telemetry import NO_TELEMETRY, Telemetry
 
 __all__ = ["InventoryService", "hold_event"]
 
@@ -35,10 +36,12 @@ class InventoryService:
         holds: HoldStore,
         catalog: EventCatalog,
         limits: Limits,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._holds = holds
         self._catalog = catalog
         self._limits = limits
+        self._telemetry = telemetry
 
     async def reserve(
         self,
@@ -47,6 +50,7 @@ class InventoryService:
         holder_id: str,
         ttl_ms: int | None,
         request_id: str = "",
+        principal: str = ANONYMOUS_PRINCIPAL,
     ) -> Hold:
         v = Violations()
         check_event_id(v, event_id)
@@ -66,8 +70,14 @@ class InventoryService:
             max_lifetime_ms=self._limits.max_hold_lifetime_ms,
             request_id=request_id,
             fingerprint=reserve_fingerprint(seats, ttl),
+            principal=principal,
+            max_held_seats=self._limits.max_seats_per_holder,
         )
-        return await self._catalog.loaded(event_id, lambda: self._holds.reserve(request))
+        try:
+            return await self._catalog.loaded(event_id, lambda: self._holds.reserve(request))
+        except SeatsUnavailable:
+            self._telemetry.seats_conflicted()
+            raise
 
     def _hold_call_checks(self, hold_id: str, holder_id: str) -> str:
         v = Violations()
@@ -77,16 +87,24 @@ class InventoryService:
         v.raise_if_any()
         return hold_event(hold_id)
 
-    async def release(self, hold_id: str, holder_id: str) -> bool:
+    async def release(
+        self, hold_id: str, holder_id: str, principal: str = ANONYMOUS_PRINCIPAL
+    ) -> bool:
         event_id = self._hold_call_checks(hold_id, holder_id)
         try:
             return await self._catalog.loaded(
-                event_id, lambda: self._holds.release(event_id, hold_id, holder_id)
+                event_id, lambda: self._holds.release(event_id, hold_id, holder_id, principal)
             )
         except EventNotFound as exc:
             raise HoldNotFound(hold_id) from exc
 
-    async def extend(self, hold_id: str, holder_id: str, ttl_ms: int | None) -> Hold:
+    async def extend(
+        self,
+        hold_id: str,
+        holder_id: str,
+        ttl_ms: int | None,
+        principal: str = ANONYMOUS_PRINCIPAL,
+    ) -> Hold:
         event_id = self._hold_call_checks(hold_id, holder_id)
         v = Violations()
         v.ttl("ttl", ttl_ms, self._limits)
@@ -94,7 +112,7 @@ class InventoryService:
         ttl = self._limits.default_ttl_ms if ttl_ms is None else ttl_ms
         try:
             return await self._catalog.loaded(
-                event_id, lambda: self._holds.extend(event_id, hold_id, holder_id, ttl)
+                event_id, lambda: self._holds.extend(event_id, hold_id, holder_id, ttl, principal)
             )
         except EventNotFound as exc:
             raise HoldNotFound(hold_id) from exc

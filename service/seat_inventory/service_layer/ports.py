@@ -10,7 +10,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..domain.model import Availability, Booking, ChangeReason, Event, Hold, SeatStatus
+from ..domain.model import (
+    ANONYMOUS_PRINCIPAL,
+    Availability,
+    Booking,
+    ChangeReason,
+    Event,
+    Hold,
+    SeatStatus,
+)
 
 __all__ = [
     "EventNotLoaded",
@@ -54,6 +62,12 @@ class ReserveRequest:
     max_lifetime_ms: int
     request_id: str  # "" when the caller sent none
     fingerprint: str  # identifies the payload a request_id was first used with
+    # The authenticated caller; the hold is its holder_id's under it alone,
+    # and a request_id is scoped to (principal, holder_id).
+    principal: str = ANONYMOUS_PRINCIPAL
+    # Seats this (principal, holder_id) may hold of the event at once, this
+    # request's included; 0 means no limit.
+    max_held_seats: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,15 +168,26 @@ class HoldStore(Protocol):
 
     async def reserve(self, request: ReserveRequest) -> Hold:
         """All-or-nothing hold. Raises EventNotLoaded, SeatNotFound,
-        SeatsUnavailable, InvalidArgument (request_id reused with another payload)."""
+        SeatsUnavailable, HoldLimitExceeded, InvalidArgument (request_id reused
+        with another payload)."""
         ...
 
-    async def release(self, event_id: str, hold_id: str, holder_id: str) -> bool:
+    async def release(
+        self, event_id: str, hold_id: str, holder_id: str, principal: str = ANONYMOUS_PRINCIPAL
+    ) -> bool:
         """True when released now, False when it had been released before.
-        Raises EventNotLoaded, HoldNotFound, HoldNotOwned, HoldConfirming."""
+        Raises EventNotLoaded, HoldNotFound, HoldNotOwned (another holder or
+        principal), HoldConfirming."""
         ...
 
-    async def extend(self, event_id: str, hold_id: str, holder_id: str, ttl_ms: int) -> Hold:
+    async def extend(
+        self,
+        event_id: str,
+        hold_id: str,
+        holder_id: str,
+        ttl_ms: int,
+        principal: str = ANONYMOUS_PRINCIPAL,
+    ) -> Hold:
         """New expiry = min(now + ttl, the hold's lifetime cap).
         Raises EventNotLoaded, HoldNotFound, HoldNotOwned, HoldConfirming."""
         ...
@@ -178,7 +203,9 @@ class HoldStore(Protocol):
         Raises EventNotLoaded."""
         ...
 
-    async def claim(self, event_id: str, hold_id: str, holder_id: str) -> tuple[str, ...]:
+    async def claim(
+        self, event_id: str, hold_id: str, holder_id: str, principal: str = ANONYMOUS_PRINCIPAL
+    ) -> tuple[str, ...]:
         """Confirm step 1: pin a live, owned hold (idempotent); returns its seats.
         Raises EventNotLoaded, HoldNotFound, HoldNotOwned."""
         ...

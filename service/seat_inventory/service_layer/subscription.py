@@ -14,21 +14,10 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
-from ..domain.errors import ErrorCode, InventoryError
+from ..domain.errors import ServerDraining
 from .ports import FeedEntry
 
 __all__ = ["FeedBatch", "ServerDraining", "Signal", "Subscription", "coalesce"]
-
-
-class ServerDraining(InventoryError):
-    code = ErrorCode.UNAVAILABLE
-    reason = "SERVER_DRAINING"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "the server is shutting down: reconnect and pass the last cursor you received "
-            "as resume_cursor to continue without a gap"
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from ..domain.errors import InventoryError
+from ..domain.errors import BackendUnavailable, InventoryError
 from .ports import EventNotLoaded, EventRepository, HoldStore
+from .telemetry import NO_TELEMETRY, Telemetry
 
 __all__ = ["Sweeper"]
 
@@ -28,16 +29,23 @@ class Sweeper:
         repair: Callable[[str, str], Awaitable[bool]],
         interval_s: float = 0.2,
         refresh_events_s: float = 5.0,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._holds = holds
         self._events = events
         self._repair = repair
         self._interval_s = interval_s
         self._refresh_events_s = refresh_events_s
+        self._telemetry = telemetry
         self._event_ids: list[str] = []
         self._refreshed_at = float("-inf")
         self.expired_total = 0
         self.repaired_total = 0
+
+    @property
+    def event_ids(self) -> tuple[str, ...]:
+        """The events this sweeper looks after (every event, within a refresh)."""
+        return tuple(self._event_ids)
 
     def track(self, event_id: str) -> None:
         """Sweep an event created by this process without waiting for a refresh."""
@@ -49,18 +57,26 @@ class Sweeper:
         if time.monotonic() - self._refreshed_at > self._refresh_events_s:
             self._event_ids = await self._events.event_ids()
             self._refreshed_at = time.monotonic()
-        expired = 0
+        expired, failure = 0, None
         for event_id in list(self._event_ids):
             try:
                 count, _, confirming = await self._holds.expire_due(event_id)
             except EventNotLoaded:
                 continue  # nothing is held in an event Redis does not have
+            except BackendUnavailable as exc:
+                # On a Redis Cluster only this event's master may be down: sweep
+                # the other events, then report it.
+                failure = exc
+                continue
             expired += count
+            self._telemetry.holds_expired(count)
             for hold_id in confirming:
                 booked = await self._repair(event_id, hold_id)
                 self.repaired_total += 1
                 log.info("repaired confirming hold", event_id=event_id, booked=booked)
         self.expired_total += expired
+        if failure is not None:
+            raise failure
         return expired
 
     async def run(self) -> None:
@@ -68,5 +84,7 @@ class Sweeper:
             try:
                 await self.sweep_once()
             except InventoryError as exc:  # a backend is down: try again next tick
+                if isinstance(exc, BackendUnavailable):
+                    self._telemetry.backend_error(exc.metadata.get("backend", "backend"))
                 log.warning("sweep failed", reason=exc.reason, error=exc.message)
             await asyncio.sleep(self._interval_s)

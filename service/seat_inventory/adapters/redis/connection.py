@@ -1,14 +1,143 @@
-"""Building the Redis client: a real server from a URL, or in-process fakeredis."""
+"""Building the Redis client: a real server or a Redis Cluster from a URL, or
+in-process fakeredis.
+
+``redis://`` and ``rediss://`` name one server. ``redis+cluster://`` and
+``rediss+cluster://`` name any node of a Redis Cluster (a comma-separated list
+of ``host:port`` may name more, in case one is down); the client discovers
+the rest. Every key of an event shares the hash tag ``{e:ID}``, so every Lua
+script runs on the one master that serves the event's slot.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ClusterError, MovedError, RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["connect_redis"]
+from ...domain.errors import BackendUnavailable
+
+__all__ = [
+    "CLUSTER_SCHEMES",
+    "FAILURES",
+    "UNREACHABLE",
+    "cluster_url",
+    "connect_redis",
+    "is_cluster",
+    "node_url",
+    "ping_redis",
+    "unavailable",
+]
+
+# scheme of the service's URL -> scheme redis-py takes for one node
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+# Errors that mean "Redis cannot answer now" (BACKEND_UNAVAILABLE), also on a
+# cluster: CLUSTERDOWN / MASTERDOWN while a master fails over (ClusterError),
+# no node reachable or a slot not served (RedisClusterException, which is not
+# a RedisError), and MOVED: a redis:// URL that names a node of a cluster.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterError,
+    RedisClusterException,
+    MovedError,
+    OSError,
+)
+
+# Every Redis failure: the feed and the health ping report each as BACKEND_UNAVAILABLE.
+FAILURES: tuple[type[BaseException], ...] = (RedisError, *UNREACHABLE)
+
+
+def unavailable(exc: BaseException) -> BackendUnavailable:
+    """The BACKEND_UNAVAILABLE error for a Redis failure (no addresses in it)."""
+    if isinstance(exc, MovedError):
+        return BackendUnavailable(
+            "redis", "the server is a Redis Cluster node: use a redis+cluster:// URL"
+        )
+    return BackendUnavailable("redis", type(exc).__name__)
+
+
+def cluster_url(url: str) -> SplitResult | None:
+    """The URL split, with the scheme redis-py takes, when ``url`` names a
+    Redis Cluster; None for one server."""
+    parts = urlsplit(url)
+    scheme = CLUSTER_SCHEMES.get(parts.scheme.lower())
+    return None if scheme is None else parts._replace(scheme=scheme)
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def node_url(parts: SplitResult, host: str, port: int) -> str:
+    """``parts`` (credentials, TLS query options) pointed at one node."""
+    userinfo = parts.netloc.rpartition("@")[0]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    netloc = f"{userinfo}@{address}" if userinfo else address
+    return urlunsplit(parts._replace(netloc=netloc, path=""))
+
+
+def _startup_nodes(parts: SplitResult) -> tuple[str, list[ClusterNode]]:
+    """The redis-py URL of the first node the URL names, and every node it names."""
+    if parts.path not in ("", "/", "/0"):
+        raise ValueError(
+            f"a Redis Cluster has only database 0; drop {parts.path!r} from the Redis URL"
+        )
+    nodes: list[ClusterNode] = []
+    for address in parts.netloc.rpartition("@")[2].split(","):
+        one = urlsplit(f"//{address.strip()}")
+        if not one.hostname:
+            raise ValueError(f"the Redis Cluster URL names no host in {address!r}")
+        nodes.append(ClusterNode(one.hostname, one.port or 6379))
+    return node_url(parts, nodes[0].host, int(nodes[0].port)), nodes
+
+
+class _QueueingCluster(RedisCluster):
+    """A RedisCluster that queues callers when ``max_connections`` commands are
+    in flight (like the BlockingConnectionPool of one server) instead of
+    failing them with MaxConnectionsError during a burst."""
+
+    def __init__(self, *args: Any, queue_timeout_s: float = 2.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate = asyncio.Semaphore(kwargs.get("max_connections", 100))
+        self._queue_timeout_s = queue_timeout_s
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._gate.locked():
+            await self._gate.acquire()  # at once: the common case needs no timer
+        else:
+            try:
+                async with asyncio.timeout(self._queue_timeout_s):
+                    await self._gate.acquire()
+            except TimeoutError:
+                raise RedisConnectionError("no Redis Cluster connection became free") from None
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self._gate.release()
+
+
+def _connect_cluster(parts: SplitResult, *, timeout_s: float, max_connections: int) -> Any:
+    first, nodes = _startup_nodes(parts)
+    return _QueueingCluster.from_url(
+        first,
+        startup_nodes=nodes,
+        decode_responses=True,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
+        max_connections=max_connections,
+        queue_timeout_s=timeout_s,
+    )
 
 
 def connect_redis(url: str | None, *, timeout_s: float = 2.0, max_connections: int = 64) -> Any:
@@ -22,6 +151,9 @@ def connect_redis(url: str | None, *, timeout_s: float = 2.0, max_connections: i
         import fakeredis  # the embedded default only
 
         return fakeredis.FakeAsyncRedis(decode_responses=True)
+    parts = cluster_url(url)
+    if parts is not None:
+        return _connect_cluster(parts, timeout_s=timeout_s, max_connections=max_connections)
     # A blocking pool queues callers when every connection is busy instead of
     # failing them with "too many connections" during a burst.
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -35,3 +167,14 @@ def connect_redis(url: str | None, *, timeout_s: float = 2.0, max_connections: i
         timeout=timeout_s,
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+async def ping_redis(client: Any) -> None:
+    """PING one server, or every master of a cluster (each serves some events)."""
+    try:
+        if is_cluster(client):
+            await client.ping(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await client.ping()
+    except FAILURES as exc:
+        raise unavailable(exc) from exc

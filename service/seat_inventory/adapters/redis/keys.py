@@ -24,5 +24,10 @@ class EventKeys:
     def seat(self, seat_id: str) -> str:
         return f"{self.prefix}:seat:{seat_id}"
 
-    def idempotency(self, holder_id: str, request_id: str) -> str:
-        return f"{self.prefix}:req:{holder_id}:{request_id}"
+    def idempotency(self, principal: str, holder_id: str, request_id: str) -> str:
+        # '|' occurs in none of the three, so no two triples share a key.
+        return f"{self.prefix}:req:{principal}|{holder_id}|{request_id}"
+
+    def holder(self, principal: str, holder_id: str) -> str:
+        """The live holds of one holder (see lua/_prelude.lua holder_key)."""
+        return f"{self.prefix}:holder:{principal}|{holder_id}"

@@ -7,22 +7,22 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...domain.clock import Clock
 from ...domain.errors import (
     BackendUnavailable,
     HoldConfirming,
+    HoldLimitExceeded,
     HoldNotFound,
     HoldNotOwned,
     InvalidArgument,
     SeatNotFound,
     SeatsUnavailable,
 )
-from ...domain.model import Hold
+from ...domain.model import ANONYMOUS_PRINCIPAL, Hold
 from ...service_layer.ports import EventNotLoaded, EventSnapshot, LiveState, ReserveRequest
+from .connection import UNREACHABLE, ping_redis, unavailable
 from .keys import EventKeys
 
 __all__ = ["RedisHoldStore", "StoreSettings"]
@@ -88,8 +88,8 @@ class RedisHoldStore:
                 keys=[*keys.base, *extra_keys],
                 args=[keys.prefix, now, self._settings.feed_maxlen, *args],
             )
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise BackendUnavailable("redis", type(exc).__name__) from exc
+        except UNREACHABLE as exc:  # also a cluster failing over or unreachable
+            raise unavailable(exc) from exc
         except RedisError as exc:
             if "BUSY" in str(exc) or "LOADING" in str(exc):
                 raise BackendUnavailable("redis", str(exc)) from exc
@@ -113,7 +113,7 @@ class RedisHoldStore:
 
     async def reserve(self, request: ReserveRequest) -> Hold:
         keys = EventKeys(request.event_id)
-        idem = keys.idempotency(request.holder_id, request.request_id or "-")
+        idem = keys.idempotency(request.principal, request.holder_id, request.request_id or "-")
         reply = await self._run(
             "reserve",
             request.event_id,
@@ -126,6 +126,8 @@ class RedisHoldStore:
                 request.fingerprint if request.request_id else "",
                 request.max_lifetime_ms,
                 self._settings.hold_retention_ms,
+                request.principal,
+                request.max_held_seats,
                 *request.seat_ids,
             ],
         )
@@ -142,6 +144,13 @@ class RedisHoldStore:
             raise SeatsUnavailable(request.event_id, reply[1].split(","))
         if status == "SEAT_NOT_FOUND":
             raise SeatNotFound(request.event_id, reply[1].split(","))
+        if status == "HOLD_LIMIT":
+            raise HoldLimitExceeded(
+                request.event_id,
+                limit=request.max_held_seats,
+                held=int(reply[1]),
+                asked=len(request.seat_ids),
+            )
         if status == "IDEMPOTENCY_MISMATCH":
             raise InvalidArgument.one(
                 "request_id",
@@ -158,19 +167,31 @@ class RedisHoldStore:
         if status == "CONFIRMING":
             raise HoldConfirming(hold_id)
 
-    async def release(self, event_id: str, hold_id: str, holder_id: str) -> bool:
+    async def release(
+        self, event_id: str, hold_id: str, holder_id: str, principal: str = ANONYMOUS_PRINCIPAL
+    ) -> bool:
         reply = await self._run(
             "release",
             event_id,
             [EventKeys(event_id).hold(hold_id)],
-            [hold_id, holder_id, self._settings.release_tombstone_ms],
+            [hold_id, holder_id, self._settings.release_tombstone_ms, principal],
         )
         self._hold_errors(reply[0], hold_id)
         return bool(reply[0] == "OK")
 
-    async def extend(self, event_id: str, hold_id: str, holder_id: str, ttl_ms: int) -> Hold:
+    async def extend(
+        self,
+        event_id: str,
+        hold_id: str,
+        holder_id: str,
+        ttl_ms: int,
+        principal: str = ANONYMOUS_PRINCIPAL,
+    ) -> Hold:
         reply = await self._run(
-            "extend", event_id, [EventKeys(event_id).hold(hold_id)], [hold_id, holder_id, ttl_ms]
+            "extend",
+            event_id,
+            [EventKeys(event_id).hold(hold_id)],
+            [hold_id, holder_id, ttl_ms, principal],
         )
         self._hold_errors(reply[0], hold_id)
         return Hold(
@@ -191,13 +212,15 @@ class RedisHoldStore:
         next_deadline = int(float(reply[2])) if reply[2] else None
         return int(reply[1]), next_deadline, list(reply[3:])
 
-    async def claim(self, event_id: str, hold_id: str, holder_id: str) -> tuple[str, ...]:
+    async def claim(
+        self, event_id: str, hold_id: str, holder_id: str, principal: str = ANONYMOUS_PRINCIPAL
+    ) -> tuple[str, ...]:
         """Confirm step 1: pin the hold; returns its seats."""
         reply = await self._run(
             "claim",
             event_id,
             [EventKeys(event_id).hold(hold_id)],
-            [hold_id, holder_id, self._settings.confirm_window_ms],
+            [hold_id, holder_id, self._settings.confirm_window_ms, principal],
         )
         self._hold_errors(reply[0], hold_id)
         return tuple(reply[1].split(","))
@@ -225,7 +248,4 @@ class RedisHoldStore:
             return
 
     async def ping(self) -> None:
-        try:
-            await self._redis.ping()
-        except (RedisError, OSError) as exc:
-            raise BackendUnavailable("redis", type(exc).__name__) from exc
+        await ping_redis(self._redis)  # every master of a cluster

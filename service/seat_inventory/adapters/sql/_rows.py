@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from ...domain.model import Booking, BookingStatus, Event, SeatSpec
+from ...domain.model import ANONYMOUS_PRINCIPAL, Booking, BookingStatus, Event, SeatSpec
 
 SEPARATOR = ","  # seat ids never contain it (domain.ids)
 
@@ -23,6 +23,7 @@ def booking_row(booking: Booking) -> dict[str, Any]:
         "status": int(booking.status),
         "confirmed_at_ms": booking.confirmed_at_ms,
         "cancelled_at_ms": booking.cancelled_at_ms,
+        "principal": booking.principal,
     }
 
 
@@ -37,6 +38,7 @@ def booking_from(row: Row[Any]) -> Booking:
         confirmed_at_ms=row.confirmed_at_ms,
         status=BookingStatus(row.status),
         cancelled_at_ms=row.cancelled_at_ms,
+        principal=row.principal or ANONYMOUS_PRINCIPAL,
     )
 
 

@@ -71,6 +71,8 @@ bookings = Table(
     Column("status", SmallInteger, nullable=False),  # domain BookingStatus
     Column("confirmed_at_ms", BigInteger, nullable=False),
     Column("cancelled_at_ms", BigInteger, nullable=True),
+    # Whose hold it confirmed; NULL (bookings from before principals) = anonymous.
+    Column("principal", String(64), nullable=True),
     CheckConstraint("status IN (1, 2)", name="status"),
 )
 

@@ -46,6 +46,7 @@ from .errors import (
     SeatInventoryError,
     SeatNotFound,
     SeatsUnavailable,
+    StreamLimit,
     Unauthenticated,
     Unavailable,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "SeatState",
     "SeatStatus",
     "SeatsUnavailable",
+    "StreamLimit",
     "Tls",
     "Unauthenticated",
     "Unavailable",

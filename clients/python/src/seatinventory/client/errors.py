@@ -33,6 +33,7 @@ __all__ = [
     "SeatInventoryError",
     "SeatNotFound",
     "SeatsUnavailable",
+    "StreamLimit",
     "Unauthenticated",
     "Unavailable",
 ]
@@ -152,7 +153,16 @@ class HoldLimit(ResourceExhausted):
 
 
 class RateLimited(ResourceExhausted):
+    """Too many requests per second from this principal: not retried by the
+    client; metadata ``retry_after_ms`` says when a token is there again."""
+
     REASON = "RATE_LIMITED"
+
+
+class StreamLimit(ResourceExhausted):
+    """This principal already has as many streams open as the server allows."""
+
+    REASON = "STREAM_LIMIT"
 
 
 class Unauthenticated(SeatInventoryError):

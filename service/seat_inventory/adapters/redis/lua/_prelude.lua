@@ -25,7 +25,7 @@ local function hold_key(hold) return PREFIX .. ':hold:' .. hold end
 
 local function split(csv)
   local out = {}
-  if csv == nil or csv == '' then return out end
+  if not csv or csv == '' then return out end  -- nil, or false: a missing key or field
   for item in string.gmatch(csv, '[^,]+') do out[#out + 1] = item end
   return out
 end
@@ -72,20 +72,38 @@ local function free_seats(hold, seats)
   return freed
 end
 
--- The fields of a hold, or nil. Returns holder, state, seats csv, expires, cap.
+-- A hold is owned by a holder id of an authenticated principal; holds made
+-- before principals were recorded belong to the anonymous one (auth off).
+local ANONYMOUS = 'anonymous'
+
+-- The fields of a hold, or nil. Returns holder, state, seats csv, expires, cap, principal.
 local function read_hold(hold)
-  local h = redis.call('HMGET', hold_key(hold), 'holder', 'state', 'seats', 'expires_at', 'cap')
+  local h = redis.call('HMGET', hold_key(hold),
+    'holder', 'state', 'seats', 'expires_at', 'cap', 'principal')
   if not h[1] then return nil end
-  return h[1], h[2], h[3], tonumber(h[4]), tonumber(h[5])
+  return h[1], h[2], h[3], tonumber(h[4]), tonumber(h[5]), h[6] or ANONYMOUS
 end
 
--- The common checks of release / extend / claim: loaded, exists, owned, live.
--- Returns nil and an error reply, or the hold's fields.
-local function owned_live_hold(hold, holder)
+-- The live holds of one holder of one principal: a ZSET hold -> the time it
+-- stops counting (its expiry; its repair deadline once claimed). Principal
+-- names never contain '|', so the key names one (principal, holder) pair.
+local function holder_key(principal, holder)
+  return PREFIX .. ':holder:' .. principal .. '|' .. holder
+end
+
+-- A hold is gone (released, expired, booked, given up): it stops counting.
+local function untrack(hold, principal, holder)
+  if principal and holder then redis.call('ZREM', holder_key(principal, holder), hold) end
+end
+
+-- The common checks of release / extend / claim: loaded, exists, owned (by
+-- the holder id and the principal alike), live. Returns nil and an error
+-- reply, or the hold's fields.
+local function owned_live_hold(hold, holder, principal)
   if not loaded() then return nil, {'NOT_LOADED'} end
-  local owner, state, seats, exp, cap = read_hold(hold)
+  local owner, state, seats, exp, cap, by = read_hold(hold)
   if not owner then return nil, {'NOT_FOUND'} end
-  if owner ~= holder then return nil, {'NOT_OWNED'} end
+  if owner ~= holder or by ~= principal then return nil, {'NOT_OWNED'} end
   if state == 'held' and exp <= NOW then return nil, {'NOT_FOUND'} end
-  return {owner = owner, state = state, seats = seats, exp = exp, cap = cap}
+  return {owner = owner, state = state, seats = seats, exp = exp, cap = cap, principal = by}
 end

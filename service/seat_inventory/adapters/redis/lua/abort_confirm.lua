@@ -3,7 +3,7 @@
 -- someone else (csv, may be empty): they go into sold, the rest are freed.
 local hold = ARGV[4]
 if not loaded() then return {'NOT_LOADED'} end
-local _, _, seats = read_hold(hold)
+local holder, _, seats, _, _, principal = read_hold(hold)
 if not seats then return {'ALREADY'} end
 local sold = {}
 for _, seat in ipairs(split(ARGV[5])) do
@@ -13,4 +13,5 @@ append_feed('BOOKED', sold)
 append_feed('RELEASED', free_seats(hold, split(seats)))
 redis.call('DEL', hold_key(hold))
 redis.call('ZREM', K_DEADLINES, hold)
+untrack(hold, principal, holder)
 return {'OK'}

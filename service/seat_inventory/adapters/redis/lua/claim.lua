@@ -1,10 +1,11 @@
 -- Confirm, step 1: pin a live, owned hold so it cannot lapse while SQL commits.
--- KEYS[6] hold key. ARGV[4] hold id, [5] holder, [6] minimum confirm window ms.
+-- KEYS[6] hold key. ARGV[4] hold id, [5] holder, [6] minimum confirm window ms,
+-- [7] principal.
 -- The repair deadline is the later of the hold's expiry and now + the window:
 -- a Confirm that fails on a database outage can be retried until then.
 -- Returns {'CLAIMED', seats csv} (also when another Confirm claimed it first).
 local hold = ARGV[4]
-local h, err = owned_live_hold(hold, ARGV[5])
+local h, err = owned_live_hold(hold, ARGV[5], ARGV[7])
 if not h then return err end
 if h.state == 'released' then return {'NOT_FOUND'} end
 if h.state == 'held' then
@@ -15,5 +16,7 @@ if h.state == 'held' then
   end
   redis.call('HSET', KEYS[6], 'state', 'confirming', 'confirm_deadline', deadline)
   redis.call('ZADD', K_DEADLINES, deadline, hold)
+  -- still the holder's seats until finalize or repair
+  redis.call('ZADD', holder_key(h.principal, h.owner), 'XX', deadline, hold)
 end
 return {'CLAIMED', h.seats}

@@ -6,7 +6,7 @@ if not loaded() then return {'NOT_LOADED'} end
 local due = redis.call('ZRANGEBYSCORE', K_DEADLINES, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[4]))
 local expired, confirming = 0, {}
 for _, hold in ipairs(due) do
-  local _, state, seats = read_hold(hold)
+  local holder, state, seats, _, _, principal = read_hold(hold)
   if state == 'confirming' then
     confirming[#confirming + 1] = hold
   else
@@ -16,6 +16,7 @@ for _, hold in ipairs(due) do
     end
     redis.call('DEL', hold_key(hold))
     redis.call('ZREM', K_DEADLINES, hold)
+    untrack(hold, principal, holder)
   end
 end
 local nxt = redis.call('ZRANGE', K_DEADLINES, 0, 0, 'WITHSCORES')

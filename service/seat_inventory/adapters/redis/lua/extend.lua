@@ -1,7 +1,7 @@
 -- Move a live hold's expiry to min(now + ttl, its lifetime cap).
--- KEYS[6] hold key. ARGV[4] hold id, [5] holder, [6] ttl ms
+-- KEYS[6] hold key. ARGV[4] hold id, [5] holder, [6] ttl ms, [7] principal
 local hold = ARGV[4]
-local h, err = owned_live_hold(hold, ARGV[5])
+local h, err = owned_live_hold(hold, ARGV[5], ARGV[7])
 if not h then return err end
 if h.state == 'released' then return {'NOT_FOUND'} end
 if h.state == 'confirming' then return {'CONFIRMING'} end
@@ -13,4 +13,5 @@ for _, seat in ipairs(split(h.seats)) do
 end
 redis.call('HSET', KEYS[6], 'expires_at', exp)
 redis.call('ZADD', K_DEADLINES, exp, hold)
+redis.call('ZADD', holder_key(h.principal, h.owner), 'XX', exp, hold)  -- counts until then
 return {'OK', h.seats, tostring(exp)}

@@ -1,14 +1,15 @@
 -- Give up a hold. KEYS[6] hold key.
 -- ARGV[4] hold id, [5] holder, [6] tombstone ms (how long a second Release
--- still answers released=false instead of HOLD_NOT_FOUND)
+-- still answers released=false instead of HOLD_NOT_FOUND), [7] principal
 local hold = ARGV[4]
-local h, err = owned_live_hold(hold, ARGV[5])
+local h, err = owned_live_hold(hold, ARGV[5], ARGV[7])
 if not h then return err end
 if h.state == 'released' then return {'ALREADY'} end
 if h.state == 'confirming' then return {'CONFIRMING'} end
 
 local freed = free_seats(hold, split(h.seats))
 redis.call('ZREM', K_DEADLINES, hold)
+untrack(hold, h.principal, h.owner)
 redis.call('HSET', KEYS[6], 'state', 'released')
 redis.call('PEXPIRE', KEYS[6], ARGV[6])
 append_feed('RELEASED', freed)

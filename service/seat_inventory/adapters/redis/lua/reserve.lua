@@ -2,11 +2,13 @@
 -- KEYS[6] hold key, KEYS[7] idempotency key
 -- ARGV[4] hold id, [5] holder, [6] ttl ms, [7] max lifetime ms,
 --     [8] request fingerprint ('' = no request_id), [9] idempotency ttl ms,
---     [10] hold-record retention ms, [11..] seat ids
+--     [10] hold-record retention ms, [11] principal,
+--     [12] most seats this holder may hold at once (0 = no limit), [13..] seat ids
 local K_HOLD, K_IDEM = KEYS[6], KEYS[7]
 local hold, holder = ARGV[4], ARGV[5]
 local ttl, lifetime = tonumber(ARGV[6]), tonumber(ARGV[7])
 local fingerprint = ARGV[8]
+local principal, limit = ARGV[11], tonumber(ARGV[12])
 
 if not loaded() then return {'NOT_LOADED'} end
 
@@ -20,7 +22,7 @@ if fingerprint ~= '' then
 end
 
 local seats = {}
-for i = 11, #ARGV do seats[#seats + 1] = ARGV[i] end
+for i = 13, #ARGV do seats[#seats + 1] = ARGV[i] end
 
 local known = redis.call('SMISMEMBER', K_SEATS, unpack(seats))
 local missing = {}
@@ -38,6 +40,17 @@ for i, seat in ipairs(seats) do
 end
 if #taken > 0 then return {'UNAVAILABLE', table.concat(taken, ',')} end
 
+-- The seats this holder holds now: its holds that still count. Each has at
+-- least one seat, so this loop is bounded by the limit.
+local K_HOLDER = holder_key(principal, holder)
+if limit > 0 then
+  local held = 0
+  for _, other in ipairs(redis.call('ZRANGEBYSCORE', K_HOLDER, '(' .. NOW, '+inf')) do
+    held = held + #split(redis.call('HGET', hold_key(other), 'seats'))
+  end
+  if held + #seats > limit then return {'HOLD_LIMIT', tostring(held)} end
+end
+
 -- every check passed: only writes from here on (Lua has no rollback)
 local exp = NOW + ttl
 local value = hold .. '|' .. exp
@@ -45,10 +58,13 @@ for _, seat in ipairs(seats) do
   redis.call('SET', seat_key(seat), value, 'PX', ttl)
 end
 local csv = table.concat(seats, ',')
-redis.call('HSET', K_HOLD, 'holder', holder, 'seats', csv, 'expires_at', exp,
-  'created_at', NOW, 'cap', NOW + lifetime, 'state', 'held')
+redis.call('HSET', K_HOLD, 'holder', holder, 'principal', principal, 'seats', csv,
+  'expires_at', exp, 'created_at', NOW, 'cap', NOW + lifetime, 'state', 'held')
 redis.call('PEXPIRE', K_HOLD, lifetime + tonumber(ARGV[10]))
 redis.call('ZADD', K_DEADLINES, exp, hold)
+redis.call('ZREMRANGEBYSCORE', K_HOLDER, '-inf', NOW)  -- lapsed holds, not swept yet
+redis.call('ZADD', K_HOLDER, exp, hold)
+redis.call('PEXPIRE', K_HOLDER, lifetime + tonumber(ARGV[10]))
 if fingerprint ~= '' then
   redis.call('SET', K_IDEM, fingerprint .. '|' .. hold .. '|' .. exp, 'PX', ARGV[9])
 end

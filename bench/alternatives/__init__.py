@@ -1,0 +1,1 @@
+"""The designs people would otherwise pick, behind the same gRPC server stack."""

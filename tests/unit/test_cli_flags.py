@@ -1,0 +1,93 @@
+"""`seat-inventory serve` flags: each maps onto Settings, each reads its
+SEAT_INVENTORY_* variable, and bad values are refused like bad flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import pytest
+
+from seat_inventory import cli
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="seat-inventory")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli._serve_parser(sub)
+    return parser.parse_args(["serve", *argv])
+
+
+def test_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(cli.ENV):
+            monkeypatch.delenv(name)
+    settings = cli._settings(parse([]))
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 50051
+    assert settings.embedded
+    assert settings.limits.default_ttl_ms == 600_000
+    assert settings.stream_tick_s == 0.05
+    assert settings.stream_max_messages_s == 20_000
+    assert settings.stream_queue_size == 256
+
+
+def test_flags_reach_the_settings() -> None:
+    settings = cli._settings(
+        parse(
+            [
+                "--port",
+                "7000",
+                "--default-ttl",
+                "90",
+                "--stream-tick",
+                "0.1",
+                "--stream-max-messages",
+                "5000",
+                "--stream-queue-size",
+                "32",
+                "--feed-maxlen",
+                "500",
+            ]
+        )
+    )
+    assert settings.port == 7000
+    assert settings.limits.default_ttl_ms == 90_000
+    assert (settings.stream_tick_s, settings.stream_max_messages_s) == (0.1, 5000)
+    assert settings.stream_queue_size == 32
+    assert settings.feed_maxlen == 500
+
+
+def test_environment_sets_the_default_and_a_flag_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEAT_INVENTORY_STREAM_TICK", "0.2")
+    monkeypatch.setenv("SEAT_INVENTORY_MAX_TTL", "120")
+    args = parse([])
+    assert args.stream_tick == 0.2
+    assert args.max_ttl == 120_000
+    assert parse(["--stream-tick", "0.3"]).stream_tick == 0.3
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--stream-tick", "0"], {}, "must be a positive number"),
+        (["--stream-queue-size", "0"], {}, "must be a positive whole number"),
+        (["--default-ttl", "-1"], {}, "must be a positive number of seconds"),
+        ([], {"SEAT_INVENTORY_PORT": "eighty"}, "SEAT_INVENTORY_PORT='eighty'"),
+    ],
+)
+def test_bad_values_are_refused_with_a_message(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exited:
+        parse(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
