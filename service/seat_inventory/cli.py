@@ -203,15 +203,15 @@ def _serve_parser(sub: Any) -> None:
         "--metrics-port",
         _port_or_off,
         0,
-        "serve Prometheus metrics over HTTP on this port of --host (0: off; with "
+        "serve Prometheus metrics over HTTP on this port of --metrics-host (0: off; with "
         "--workers N, worker i uses this port + i)",
     )
     opt(
         "--metrics-host",
         str,
-        None,
-        "address the metrics listen on (unset: --host); they need no token, so keep "
-        "them where only the scraper reaches",
+        "127.0.0.1",
+        "address the metrics listen on; they need no token, so loopback unless you "
+        "name an interface only the scraper reaches",
     )
     opt(
         "--rate-limit",
@@ -283,7 +283,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_client_ca=args.tls_client_ca or None,
         allow_insecure_bind=args.allow_insecure_bind,
         metrics_port=args.metrics_port or None,
-        metrics_host=args.metrics_host or None,
+        metrics_host=args.metrics_host or "127.0.0.1",
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
         max_streams_per_principal=args.max_streams_per_principal,

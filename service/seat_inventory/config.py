@@ -59,11 +59,12 @@ class Settings:
     tls_client_ca: str | None = None
     # Serve a non-loopback address without authentication (refused otherwise).
     allow_insecure_bind: bool = False
-    # Prometheus /metrics on this port (on --host); None: no metrics. A
+    # Prometheus /metrics on this port (of metrics_host); None: no metrics. A
     # supervisor of several workers gives worker i the port metrics_port + i.
     metrics_port: int | None = None
-    # Address the metrics listen on; None: the same as host.
-    metrics_host: str | None = None
+    # Address the metrics listen on. Loopback by default: the endpoint takes
+    # no token, so it is exposed only when the operator names an interface.
+    metrics_host: str = "127.0.0.1"
     # Abuse limits per principal (0: off): requests per second (token bucket
     # of rate_burst, default one second's worth) and open streams.
     rate_limit: float = 0.0

@@ -32,7 +32,8 @@ class Seen:
 class GrpcProxy:
     """``fail_first``: RPCs whose first attempt is forwarded, answered by the real
     server, and then dropped with UNAVAILABLE (the answer never reaches the
-    client). ``fail_always``: RPCs answered UNAVAILABLE without forwarding."""
+    client); ``fail_code`` is the status they get instead. ``fail_always``: RPCs
+    answered UNAVAILABLE without forwarding."""
 
     def __init__(
         self,
@@ -41,8 +42,10 @@ class GrpcProxy:
         fail_first: Collection[str] = (),
         fail_always: Collection[str] = (),
         server_credentials: grpc.ServerCredentials | None = None,
+        fail_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
     ) -> None:
         self.upstream = upstream
+        self.fail_code = fail_code
         self.fail_first = set(fail_first)
         self.fail_always = set(fail_always)
         self.seen: list[Seen] = []
@@ -103,7 +106,7 @@ class GrpcProxy:
                 await context.abort(err.code(), err.details() or "", tuple(err.trailing_metadata()))
             self._record(rpc, request, context, response)
             if first and rpc in self.fail_first:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "proxy: the answer was lost")
+                await context.abort(self.fail_code, "proxy: the answer was lost")
             return response
 
         return handle

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 from seatinventory.client import (
     RETRY_SAFE,
@@ -68,6 +69,30 @@ async def test_lost_answers_are_retried_with_one_request_id(
         ("Reserve", 2, None),
         ("Confirm", 2, None),
     ]
+
+
+async def test_a_server_sent_cancelled_is_retried_with_one_request_id(
+    live: Running, postgres_url: str, redis_url: str
+) -> None:
+    """A draining server answers CANCELLED to calls it never started (grpc/grpc#41785):
+    the client tries again with the same request_id, so one hold and one booking."""
+    proxy = await GrpcProxy(
+        live.target, fail_first={"Reserve", "Confirm"}, fail_code=grpc.StatusCode.CANCELLED
+    ).start()
+    try:
+        async with AsyncSeatInventoryClient(proxy.target, retry=FAST) as c:
+            event_id = new_event_id()
+            await c.create_event(event_id, "Drained", seat_map(3))
+            hold = await c.reserve(event_id, ["A-1"], "alice")
+            booking = await c.confirm(hold.hold_id, "alice")
+    finally:
+        await proxy.stop()
+    for rpc, message in (("Reserve", pb.ReserveRequest), ("Confirm", pb.ConfirmRequest)):
+        sent = [message.FromString(s.request) for s in proxy.attempts(rpc)]
+        assert len(sent) == 2
+        assert sent[0].request_id == sent[1].request_id != ""
+    bookings = await Ledger(postgres_url, redis_url).bookings(event_id)
+    assert [b["booking_id"] for b in bookings] == [booking.booking_id]
 
 
 async def test_every_safe_rpc_is_retried(lossy: GrpcProxy) -> None:

@@ -29,7 +29,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_all_off_by_default() -> None:
     settings = settings_of([])
     assert settings.metrics_port is None
-    assert settings.metrics_host is None
+    assert settings.metrics_host == "127.0.0.1"
     assert (settings.rate_limit, settings.rate_burst, settings.max_streams_per_principal) == (
         0,
         0,

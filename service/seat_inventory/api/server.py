@@ -193,7 +193,7 @@ class Server:
             raise OSError(f"cannot listen on {settings.address}: address in use or not allowed")
         if settings.metrics_port:
             self.metrics_endpoint = serve_metrics(
-                self.app, settings.metrics_host or settings.host, settings.metrics_port
+                self.app, settings.metrics_host, settings.metrics_port
             )
         await self._set_health(serving=False)
         await self._server.start()

@@ -1,6 +1,6 @@
-"""When a call is tried again: only after UNAVAILABLE, only for calls that are
-safe to repeat, with exponential backoff and jitter, a bounded number of times
-and never past the call's overall deadline."""
+"""When a call is tried again: only after UNAVAILABLE (or CANCELLED sent by the
+server), only for calls that are safe to repeat, with exponential backoff and
+jitter, a bounded number of times and never past the call's overall deadline."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ from dataclasses import dataclass
 
 import grpc
 
-__all__ = ["DEFAULT_TIMEOUT", "RETRY_SAFE", "Deadline", "RetryPolicy"]
+__all__ = ["DEFAULT_TIMEOUT", "RETRY_CODES", "RETRY_SAFE", "Deadline", "RetryPolicy"]
 
 # Seconds a call may take, retries included, unless the client or the call says otherwise.
 DEFAULT_TIMEOUT = 5.0
 
-# Every unary RPC of seatinventory.v1 may be sent again after UNAVAILABLE:
+# Codes after which a safe call is tried again. A draining grpc.aio server
+# answers CANCELLED to calls it had accepted but not yet started
+# (grpc/grpc#41785): they never ran, and the server says so with CANCELLED,
+# not UNAVAILABLE. (A call the caller cancels itself ends with
+# asyncio.CancelledError, never reaches this policy.)
+RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+
+# Every unary RPC of seatinventory.v1 may be sent again after those codes:
 # Reserve and Confirm because the client gives each logical call one
 # request_id, which the server deduplicates (the same answer, one hold, one
 # booking); Release, ExtendHold and CancelBooking because repeating them
@@ -86,7 +93,7 @@ class RetryPolicy:
     ) -> float | None:
         """Seconds to wait before trying ``rpc`` again after ``attempt`` failed with
         ``code``, or ``None`` when it must not be tried again."""
-        if rpc not in RETRY_SAFE or code != grpc.StatusCode.UNAVAILABLE:
+        if rpc not in RETRY_SAFE or code not in RETRY_CODES:
             return None
         if attempt >= self.max_attempts:
             return None
