@@ -151,13 +151,17 @@ async def test_retries_stop_at_max_attempts_and_the_deadline(live: Running) -> N
     try:
         many = RetryPolicy(max_attempts=100, initial_backoff=0.02, max_backoff=0.1)
         async with AsyncSeatInventoryClient(proxy.target, retry=many) as c:
+            # 2 s leaves room for ~20 tries and for a loaded machine: the last try
+            # must end (UNAVAILABLE) before the deadline, not be cut by it.
             with pytest.raises(Unavailable):
-                await c.get_event("any", timeout=0.5)
+                await c.get_event("any", timeout=2.0)
             attempts = proxy.attempts("GetEvent")
             assert 1 < len(attempts) < 100
             overall = attempts[0].deadline
             assert overall is not None
-            assert all(a.deadline is not None and a.deadline <= overall + 0.02 for a in attempts)
+            # Each try carries what is left of the call's 2 s, never a fresh 2 s; the
+            # proxy dates each deadline on arrival, so allow for delivery delay.
+            assert all(a.deadline is not None and a.deadline <= overall + 0.25 for a in attempts)
 
             proxy.seen.clear()
             few = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.01)
