@@ -272,16 +272,24 @@ def client_args(target: str, event_id: str, streams: int, mode: str) -> list[str
 
 async def measure(
     target: str, event_id: str, k: int, mode: str, seconds: float, warmup_s: float
-) -> tuple[dict[str, int], list[int], float]:
-    """Run the client processes against ``target``; (counts, histogram, window seconds)."""
+) -> tuple[dict[str, int], list[int], float, float]:
+    """Run the client processes against ``target``; (counts, histogram, window seconds,
+    the client processes' CPU %)."""
     per_client = [k] if k <= 1000 else [k // 2, k - k // 2]
     clients = [
         await spawn(python(), __file__, "--client", *client_args(target, event_id, n, mode))
         for n in per_client
     ]
+    stats = [ProcStat(proc.pid) for proc in clients]
+    cpu_tasks = [
+        asyncio.create_task(cpu_over_window(stat, warmup_s + 0.5, seconds - 1.0)) for stat in stats
+    ]
     try:
-        return await _measure(clients, seconds, warmup_s, k, mode)
+        counts, hist, window = await _measure(clients, seconds, warmup_s, k, mode)
+        return counts, hist, window, sum(await asyncio.gather(*cpu_tasks))
     finally:
+        for task in cpu_tasks:
+            task.cancel()
         for proc in clients:
             if proc.returncode is None:
                 proc.kill()
@@ -433,7 +441,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 stop = asyncio.Event()
                 driver = asyncio.create_task(driving.run(args.rate, stop))
                 cpu_task = asyncio.create_task(cpu_over_window(stat, 2.0 + 0.5, seconds))
-                counts, hist, window = await measure(
+                counts, hist, window, client_cpu = await measure(
                     f"127.0.0.1:{port}", event_id, k, "latency", seconds, 2.0
                 )
                 rss_after = stat.rss_kb()
@@ -441,7 +449,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 ops = await driver
                 cpu = await cpu_task
                 ceiling_cpu_task = asyncio.create_task(cpu_over_window(ceiling_stat, 2.5, 4.0))
-                top, _, top_window = await measure(
+                top, _, top_window, top_client_cpu = await measure(
                     f"127.0.0.1:{ceiling_port}", f"ceiling-{k}", k, "count", 4.0, 2.0
                 )
                 ceiling_cpu = await ceiling_cpu_task
@@ -454,6 +462,8 @@ async def orchestrate(args: argparse.Namespace) -> None:
                         "p99": percentile(hist, 0.99),
                         "max": percentile(hist, 1.0),
                         "cpu": cpu,
+                        "client_cpu": client_cpu,
+                        "ceiling_client_cpu": top_client_cpu,
                         "rss_kb": (rss_after - rss_before) / k,
                         "snapshots": counts["snapshots"],
                         "errors": counts["errors"] + top["errors"] + sum(driving.failed.values()),
@@ -498,16 +508,16 @@ def print_row(row: dict[str, Any], *, header: bool) -> None:
     if header:
         print(
             f"{'K':>5} {'changes/s':>9} {'msgs/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'max ms':>7} {'srv CPU%':>8} {'RSS/sub KB':>10} {'resnap':>6} {'err':>4} "
-            f"{'call p99':>8} | "
-            f"{'ceiling msgs/s':>14} {'ceil CPU%':>9}"
+            f"{'max ms':>7} {'srv CPU%':>8} {'cli CPU%':>8} {'RSS/sub KB':>10} {'resnap':>6} "
+            f"{'err':>4} {'call p99':>8} | "
+            f"{'ceiling msgs/s':>14} {'ceil CPU%':>9} {'cli CPU%':>8}"
         )
     print(
         f"{row['k']:>5} {row['changes_s']:>9.1f} {row['msgs_s']:>8.0f} {row['p50']:>7.0f} "
-        f"{row['p99']:>7.0f} {row['max']:>7.0f} {row['cpu']:>8.0f} {row['rss_kb']:>10.1f} "
-        f"{row['snapshots']:>6} {row['errors']:>4} {row['call_p99']:>8.0f} | "
-        f"{row['ceiling']:>14.0f} "
-        f"{row['ceiling_cpu']:>9.0f}",
+        f"{row['p99']:>7.0f} {row['max']:>7.0f} {row['cpu']:>8.0f} {row['client_cpu']:>8.0f} "
+        f"{row['rss_kb']:>10.1f} {row['snapshots']:>6} {row['errors']:>4} "
+        f"{row['call_p99']:>8.0f} | {row['ceiling']:>14.0f} "
+        f"{row['ceiling_cpu']:>9.0f} {row['ceiling_client_cpu']:>8.0f}",
         flush=True,
     )
 
