@@ -343,7 +343,7 @@ class Driver:
 
     def __init__(self, inventory: Any, event_id: str) -> None:
         self.inventory, self.event_id = inventory, event_id
-        self.holds: list[str] = []
+        self.holds: list[tuple[str, str]] = []  # (hold id, holder)
         self.next_seat = 0
         self.failed: dict[str, int] = {}
         self.call_ms: list[float] = []  # how long each Reserve / Release took
@@ -356,15 +356,17 @@ class Driver:
             if i % 2 == 0 or not self.holds:
                 self.next_seat += 1
                 seat = f"A-{self.next_seat % SEATS + 1}"
+                # A holder per seat: one holder may hold only so many seats at once.
+                holder = f"driver-{seat}"
                 reply = await self.inventory.Reserve(
-                    si.ReserveRequest(event_id=self.event_id, seat_ids=[seat], holder_id="driver"),
+                    si.ReserveRequest(event_id=self.event_id, seat_ids=[seat], holder_id=holder),
                     timeout=5,
                 )
-                self.holds.append(reply.hold.hold_id)
+                self.holds.append((reply.hold.hold_id, holder))
             else:
-                hold_id = self.holds.pop(0)
+                hold_id, holder = self.holds.pop(0)
                 await self.inventory.Release(
-                    si.ReleaseRequest(hold_id=hold_id, holder_id="driver"), timeout=5
+                    si.ReleaseRequest(hold_id=hold_id, holder_id=holder), timeout=5
                 )
         except grpc.aio.AioRpcError as err:
             self.failed[err.code().name] = self.failed.get(err.code().name, 0) + 1
@@ -527,7 +529,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="K = 100 and 500, short windows")
     parser.add_argument("--rate", type=float, default=100.0, help="changes per second")
     parser.add_argument(
-        "--tick", type=float, default=0.05, help="the server's stream tick, seconds (default 0.05)"
+        "--tick",
+        type=float,
+        default=0.025,
+        help="the server's stream tick, seconds (default 0.025, as served)",
     )
     parser.add_argument(
         "--max-messages",

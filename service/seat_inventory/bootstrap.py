@@ -59,7 +59,11 @@ async def build(
     Lua scripts; without it Redis's own clock decides expiry."""
     database_url = settings.effective_database_url
     await migrate(database_url)
-    engine = make_engine(database_url, connect_timeout_s=settings.backend_timeout_s)
+    engine = make_engine(
+        database_url,
+        connect_timeout_s=settings.backend_timeout_s,
+        pool_size=settings.database_pool_size,
+    )
     redis = connect_redis(settings.redis_url, timeout_s=settings.backend_timeout_s)
     holds = RedisHoldStore(
         redis,

@@ -120,6 +120,13 @@ def _serve_parser(sub: Any) -> None:
     )
     opt("--database-url", str, None, "postgresql://user@host/db or sqlite:///path")
     opt(
+        "--database-pool-size",
+        _positive_int,
+        15,
+        "PostgreSQL connections each process opens at most; a Confirm holds one from "
+        "BEGIN to COMMIT (workers x this must stay below the server's max_connections)",
+    )
+    opt(
         "--default-ttl",
         _seconds_ms,
         limits.default_ttl_ms / 1000,
@@ -169,7 +176,7 @@ def _serve_parser(sub: Any) -> None:
     opt(
         "--stream-tick",
         _positive_float,
-        0.05,
+        0.025,
         "seconds of changes a stream message gathers (longer: fewer, larger messages)",
     )
     opt(
@@ -268,6 +275,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         port=args.port,
         redis_url=args.redis_url or None,
         database_url=args.database_url or None,
+        database_pool_size=args.database_pool_size,
         limits=limits,
         grace_s=args.grace,
         workers=args.workers,

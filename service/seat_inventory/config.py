@@ -30,10 +30,15 @@ class Settings:
     # Server processes sharing the port (SO_REUSEPORT) under one supervisor.
     workers: int = 1
     backend_timeout_s: float = 2.0
+    # PostgreSQL connections each process opens at most (on demand, then
+    # kept). A Confirm holds one from its BEGIN to its COMMIT, Redis claim
+    # included, so this bounds the Confirms in flight per process; workers x
+    # this must stay below the server's max_connections.
+    database_pool_size: int = 15
     max_message_bytes: int = 16 * 1024 * 1024
     # StreamAvailability fan-out. Changes arriving within one tick travel as
     # one message; a longer tick costs latency and saves per-message CPU.
-    stream_tick_s: float = 0.05
+    stream_tick_s: float = 0.025
     # Stream messages per second this process aims to stay under; with more
     # subscribers the tick stretches (subscribers / this) rather than let
     # stream writes starve Reserve and friends.

@@ -38,7 +38,10 @@ def served_by(call: grpc.aio.Call, trailing: grpc.aio.Metadata | None) -> int:
 async def answer_from_fresh_connection(target: str, event_id: str) -> int:
     """One GetAvailability over a new connection (the kernel picks a worker per
     connection); the pid of the worker that answered."""
-    async with grpc.aio.insecure_channel(target) as channel:
+    # A local subchannel pool: channels otherwise share one process-wide pool and a
+    # "new" channel may ride a connection an earlier one left behind (one worker).
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    async with grpc.aio.insecure_channel(target, options=options) as channel:
         stub = seat_inventory_pb2_grpc.SeatInventoryStub(channel)
         call = stub.GetAvailability(
             seat_inventory_pb2.GetAvailabilityRequest(event_id=event_id), timeout=10

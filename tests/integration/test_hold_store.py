@@ -4,12 +4,14 @@ on a real redis-server this session started (integration)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from seat_inventory.adapters.redis import RedisHoldStore, connect_redis
+from seat_inventory.adapters.redis.store import StoreSettings
 from seat_inventory.domain.clock import FakeClock
 from seat_inventory.domain.errors import (
     HoldNotFound,
@@ -201,13 +203,61 @@ async def test_sweeper_expires_due_holds_onto_the_feed(
     first = await store.reserve(request(("A1", "A2")))
     clock.advance(5_000)
     await store.reserve(request(("A2",), holder="bob", ttl_ms=60_000))
-    expired, next_deadline, confirming = await store.expire_due(EVENT)
-    assert (expired, confirming) == (1, [])
+    expired, next_deadline, confirming, more = await store.expire_due(EVENT)
+    assert (expired, confirming, more) == (1, [], False)
     assert next_deadline == clock.now_ms() + 60_000
     assert (await feed(raw_redis))[-1] == ("EXPIRED", "A1")
     with pytest.raises(HoldNotFound):
         await store.release(EVENT, first.hold_id, "alice")
-    assert await store.expire_due(EVENT) == (0, next_deadline, [])
+    assert await store.expire_due(EVENT) == (0, next_deadline, [], False)
+
+
+async def test_expire_due_takes_bounded_batches_with_one_feed_entry_each(
+    raw_redis: aioredis.Redis, store: RedisHoldStore, clock: FakeClock
+) -> None:
+    """Many holds due at once: each call expires at most a batch, says whether
+    more may be due, and puts one EXPIRED entry on the feed naming each seat once."""
+    small = RedisHoldStore(raw_redis, clock=clock, settings=StoreSettings(sweep_batch=3))
+    for seat in SEATS[:7]:
+        await small.reserve(request((seat,)))
+    await small.reserve(request(("A8",), holder="bob", ttl_ms=60_000))
+    clock.advance(5_001)
+    before = len(await feed(raw_redis))
+    passes = [await small.expire_due(EVENT) for _ in range(3)]
+    assert [(p.expired, p.confirming, p.more) for p in passes] == [
+        (3, [], True),
+        (3, [], True),
+        (1, [], False),
+    ]
+    assert passes[-1].next_deadline_ms == clock.now_ms() - 5_001 + 60_000
+    entries = (await feed(raw_redis))[before:]
+    assert [reason for reason, _ in entries] == ["EXPIRED"] * 3
+    assert [len(seats.split(",")) for _, seats in entries] == [3, 3, 1]
+    assert sorted(",".join(seats for _, seats in entries).split(",")) == sorted(SEATS[:7])
+    assert (await small.live_state(EVENT)).held == {"A8"}
+    # The holder's count went with the holds: 7 seats at once fit a limit of 7 again.
+    again = dataclasses.replace(request(SEATS[:7]), max_held_seats=7)
+    assert (await small.reserve(again)).seat_ids == SEATS[:7]
+
+
+async def test_expire_due_leaves_a_confirming_hold_in_a_full_batch_for_repair(
+    raw_redis: aioredis.Redis, store: RedisHoldStore, clock: FakeClock
+) -> None:
+    """A confirming hold past its window comes back for repair and stays; the
+    held holds of the same batch expire around it."""
+    small = RedisHoldStore(raw_redis, clock=clock, settings=StoreSettings(sweep_batch=3))
+    claimed = await small.reserve(request(("A1",)))
+    await small.claim(EVENT, claimed.hold_id, "alice")
+    clock.advance(26_000)
+    await small.reserve(request(("A2",)))
+    await small.reserve(request(("A3",)))
+    clock.advance(6_000)
+    first = await small.expire_due(EVENT)
+    assert (first.expired, first.confirming, first.more) == (2, [claimed.hold_id], True)
+    second = await small.expire_due(EVENT)
+    assert (second.expired, second.confirming, second.more) == (0, [claimed.hold_id], False)
+    assert (await feed(raw_redis))[-1] in {("EXPIRED", "A2,A3"), ("EXPIRED", "A3,A2")}
+    assert (await small.live_state(EVENT)).held == {"A1"}
 
 
 async def test_load_event_does_not_overwrite_a_loaded_event(store: RedisHoldStore) -> None:

@@ -121,8 +121,7 @@ async def test_repair_releases_a_claim_that_never_committed(world: BookingWorld)
     hold = await world.inventory.reserve("show", ["A-1"], "alice", 5_000)
     await world.holds.claim("show", hold.hold_id, "alice")
     world.clock.advance(31_000)
-    _, _, confirming = await world.holds.expire_due("show")
-    assert confirming == [hold.hold_id]
+    assert (await world.holds.expire_due("show")).confirming == [hold.hold_id]
     assert await world.bookings.repair("show", hold.hold_id) is False
     assert await world.status("A-1") is SeatStatus.AVAILABLE
     with pytest.raises(HoldNotFound):

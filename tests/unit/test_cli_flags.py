@@ -27,7 +27,7 @@ def test_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.port == 50051
     assert settings.embedded
     assert settings.limits.default_ttl_ms == 600_000
-    assert settings.stream_tick_s == 0.05
+    assert settings.stream_tick_s == 0.025
     assert settings.stream_max_messages_s == 20_000
     assert settings.stream_queue_size == 256
 
@@ -91,3 +91,11 @@ def test_bad_values_are_refused_with_a_message(
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+def test_database_pool_size_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEAT_INVENTORY_DATABASE_POOL_SIZE", raising=False)
+    assert cli._settings(parse([])).database_pool_size == 15
+    assert cli._settings(parse(["--database-pool-size", "40"])).database_pool_size == 40
+    monkeypatch.setenv("SEAT_INVENTORY_DATABASE_POOL_SIZE", "25")
+    assert cli._settings(parse([])).database_pool_size == 25

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from seat_inventory.domain.errors import BackendUnavailable
+from seat_inventory.service_layer.ports import ExpiryPass
 from seat_inventory.service_layer.sweeper import Sweeper
 
 
@@ -14,11 +15,11 @@ class Holds:
         self.down = down
         self.swept: list[str] = []
 
-    async def expire_due(self, event_id: str) -> tuple[int, int | None, list[str]]:
+    async def expire_due(self, event_id: str) -> ExpiryPass:
         if event_id in self.down:
             raise BackendUnavailable("redis", "ConnectionError")
         self.swept.append(event_id)
-        return 1, None, []
+        return ExpiryPass(1, None, [], False)
 
 
 class Events:

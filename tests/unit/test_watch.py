@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import pytest
 
 from seat_inventory.domain.errors import BackendUnavailable
-from seat_inventory.domain.model import Availability, ChangeReason
+from seat_inventory.domain.model import ChangeReason, Event
 from seat_inventory.service_layer.fanout import FeedHub
-from seat_inventory.service_layer.ports import FeedEntry, FeedPage
+from seat_inventory.service_layer.ports import FeedEntry, FeedPage, LiveState
 from seat_inventory.service_layer.subscription import (
     FeedBatch,
     ServerDraining,
@@ -89,7 +89,7 @@ class CountingEncoder:
     def __init__(self) -> None:
         self.batches = 0
 
-    def snapshot(self, availability: Availability) -> bytes:
+    def snapshot(self, event: Event, live: LiveState) -> bytes:
         return b"snapshot"
 
     def changes(self, event_id: str, epoch: str, entries: Sequence[FeedEntry]) -> bytes:
@@ -286,14 +286,14 @@ class SnapshotAt:
     async def get(self, event_id: str) -> object:
         return object()
 
-    async def availability(self, event_id: str) -> Availability:
+    async def live_view(self, event_id: str) -> tuple[Event, LiveState]:
         cursor = f"{self.feed.epoch}.{self.at or self.feed.tail()}"
-        return Availability(event_id=event_id, seats=(), cursor=cursor)
+        return Event(event_id, event_id, (), 0), LiveState(frozenset(), frozenset(), cursor)
 
 
 class TextEncoder(CountingEncoder):
-    def snapshot(self, availability: Availability) -> bytes:
-        return f"snapshot@{availability.cursor}".encode()
+    def snapshot(self, event: Event, live: LiveState) -> bytes:
+        return f"snapshot@{live.cursor}".encode()
 
 
 async def frames_of(watch: AvailabilityWatch, cursor: str, count: int) -> list[str]:

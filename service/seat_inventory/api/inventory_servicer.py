@@ -17,7 +17,7 @@ from ..service_layer.watch import AvailabilityWatch
 from .calls import Guarded
 from .errors import server_stream, unary
 from .principal import current_principal
-from .translate import availability_seats, booking_to_proto, hold_to_proto, ttl_ms
+from .translate import availability_response, booking_to_proto, hold_to_proto, ttl_ms
 
 __all__ = ["SeatInventoryServicer"]
 
@@ -78,13 +78,11 @@ class SeatInventoryServicer(Guarded, pb_grpc.SeatInventoryServicer):
         return pb.ExtendHoldResponse(hold=hold_to_proto(hold))
 
     @unary()
-    async def GetAvailability(
-        self, request: pb.GetAvailabilityRequest, context: Ctx
-    ) -> pb.GetAvailabilityResponse:
-        availability = await self._inventory.availability(request.event_id)
-        return pb.GetAvailabilityResponse(
-            seats=availability_seats(availability), cursor=availability.cursor
-        )
+    async def GetAvailability(self, request: pb.GetAvailabilityRequest, context: Ctx) -> Any:
+        # Any, not GetAvailabilityResponse: the answer is built serialised from the
+        # event's cached seat-map bytes and the server sends it as it is.
+        event, live = await self._inventory.live_view(request.event_id)
+        return availability_response(event, live)
 
     @server_stream
     async def StreamAvailability(

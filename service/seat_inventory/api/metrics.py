@@ -10,13 +10,19 @@ process (tests) never collide.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from ..adapters.redis.keys import EventKeys
@@ -92,6 +98,65 @@ class _Sampled(Collector):
             return None
 
 
+class _RpcStats(Collector):
+    """``rpc_duration_seconds`` and ``rpcs_total``, counted in plain Python.
+
+    Every call records here, so this is on the hot path: prometheus-client's
+    own Histogram and Counter take a lock per update (two per bucket hit,
+    one per counter), which costs more than the rest of the bookkeeping.
+    Only the event loop's thread writes; a scrape (another thread) reads a
+    copy of the dicts, taken in one step under the GIL."""
+
+    def __init__(self) -> None:
+        self._bounds = (*LATENCY_BUCKETS, float("inf"))
+        self._le = ["+Inf" if b == float("inf") else repr(b) for b in self._bounds]
+        # (method, code) -> [bucket counts..., sum]
+        self._histograms: dict[tuple[str, str], list[float]] = {}
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def record(self, method: str, code: str, reason: str, seconds: float) -> None:
+        key = (method, code)
+        histogram = self._histograms.get(key)
+        if histogram is None:
+            histogram = self._histograms[key] = [0.0] * (len(self._bounds) + 1)
+        histogram[bisect.bisect_left(self._bounds, seconds)] += 1
+        histogram[-1] += seconds
+        counted = (method, code, reason)
+        self._counts[counted] = self._counts.get(counted, 0) + 1
+
+    def describe(self) -> Iterable[Metric]:
+        return [
+            HistogramMetricFamily(
+                "seat_inventory_rpc_duration_seconds", _DURATION_DOC, labels=["method", "code"]
+            ),
+            CounterMetricFamily(
+                "seat_inventory_rpcs", _RPCS_DOC, labels=["method", "code", "reason"]
+            ),
+        ]
+
+    def collect(self) -> Iterable[Metric]:
+        durations = HistogramMetricFamily(
+            "seat_inventory_rpc_duration_seconds", _DURATION_DOC, labels=["method", "code"]
+        )
+        for (method, code), histogram in list(self._histograms.items()):
+            values = list(histogram)
+            cumulative, buckets = 0.0, []
+            for le, count in zip(self._le, values[:-1], strict=True):
+                cumulative += count
+                buckets.append((le, cumulative))
+            durations.add_metric([method, code], buckets, sum_value=values[-1])
+        calls = CounterMetricFamily(
+            "seat_inventory_rpcs", _RPCS_DOC, labels=["method", "code", "reason"]
+        )
+        for labels, count in list(self._counts.items()):
+            calls.add_metric(list(labels), count)
+        return [durations, calls]
+
+
+_DURATION_DOC = "Time to answer an RPC (a stream: how long it was open), by method and status code"
+_RPCS_DOC = "RPCs answered, by method, status code and error reason ('' when OK)"
+
+
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
@@ -105,19 +170,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.rpc_duration = Histogram(
-            "seat_inventory_rpc_duration_seconds",
-            "Time to answer an RPC (a stream: how long it was open), by method and status code",
-            ["method", "code"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.rpcs = Counter(
-            "seat_inventory_rpcs",
-            "RPCs answered, by method, status code and error reason ('' when OK)",
-            ["method", "code", "reason"],
-            registry=r,
-        )
+        self.rpc_stats = _RpcStats()
+        r.register(self.rpc_stats)
         self.conflicts = Counter(
             "seat_inventory_conflicts",
             "Reserves refused because a seat was held or booked (SEATS_UNAVAILABLE)",
@@ -146,20 +200,11 @@ class Metrics:
             "scrape time: the same in every process",
         )
         r.register(self.holds_active)
-        self._rpc_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     # -- per call (api/errors.py) ------------------------------------------
 
     def rpc(self, method: str, code: str, reason: str, seconds: float) -> None:
-        key = (method, code, reason)
-        children = self._rpc_children.get(key)
-        if children is None:
-            children = self._rpc_children[key] = (
-                self.rpc_duration.labels(method, code),
-                self.rpcs.labels(method, code, reason),
-            )
-        children[0].observe(seconds)
-        children[1].inc()
+        self.rpc_stats.record(method, code, reason, seconds)
 
     # -- Telemetry (service layer) -----------------------------------------
 

@@ -37,7 +37,8 @@ SERVICE_NAMES = (
 
 
 def _send_as_is(message: Any) -> bytes:
-    """StreamAvailability yields messages already serialised by the fan-out."""
+    """StreamAvailability yields messages already serialised by the fan-out, and
+    GetAvailability answers serialised bytes too."""
     if isinstance(message, bytes):
         return message
     return cast(bytes, message.SerializeToString())
@@ -58,12 +59,20 @@ class _Captured:
 
 
 def _add_inventory(servicer: SeatInventoryServicer, server: grpc.aio.Server) -> None:
-    """The generated registration, except that StreamAvailability sends bytes as they are."""
+    """The generated registration, except that StreamAvailability and
+    GetAvailability send bytes as they are."""
     captured = _Captured()
     inventory_grpc.add_SeatInventoryServicer_to_server(servicer, cast(Any, captured))
     generated = captured.handlers["StreamAvailability"]
     captured.handlers["StreamAvailability"] = grpc.unary_stream_rpc_method_handler(
         servicer.StreamAvailability,
+        request_deserializer=generated.request_deserializer,
+        response_serializer=_send_as_is,
+    )
+    # GetAvailability answers bytes built from cached seat-map bytes (api/translate).
+    generated = captured.handlers["GetAvailability"]
+    captured.handlers["GetAvailability"] = grpc.unary_unary_rpc_method_handler(
+        servicer.GetAvailability,
         request_deserializer=generated.request_deserializer,
         response_serializer=_send_as_is,
     )

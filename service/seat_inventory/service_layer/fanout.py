@@ -28,7 +28,7 @@ class FeedHub:
         feed: FeedSource,
         encoder: UpdateEncoder,
         *,
-        tick_s: float = 0.05,
+        tick_s: float = 0.025,
         queue_size: int = 256,
         page_size: int = 1000,
         block_s: float = 1.0,

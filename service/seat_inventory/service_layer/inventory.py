@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 from ..domain.errors import EventNotFound, HoldNotFound, InvalidArgument, SeatsUnavailable
 from ..domain.ids import event_of_hold, new_hold_id
-from ..domain.model import ANONYMOUS_PRINCIPAL, Availability, EventCounts, Hold, SeatStatus
+from ..domain.model import (
+    ANONYMOUS_PRINCIPAL,
+    Availability,
+    Event,
+    EventCounts,
+    Hold,
+    SeatStatus,
+)
 from ..domain.policy import (
     Limits,
     Violations,
@@ -16,7 +23,7 @@ from ..domain.policy import (
     reserve_fingerprint,
 )
 from .catalog import EventCatalog
-from .ports import HoldStore, ReserveRequest
+from .ports import HoldStore, LiveState, ReserveRequest
 from .telemetry import NO_TELEMETRY, Telemetry
 
 __all__ = ["InventoryService", "hold_event"]
@@ -69,7 +76,8 @@ class InventoryService:
             ttl_ms=ttl,
             max_lifetime_ms=self._limits.max_hold_lifetime_ms,
             request_id=request_id,
-            fingerprint=reserve_fingerprint(seats, ttl),
+            # Only a request_id needs it (the store ignores it otherwise).
+            fingerprint=reserve_fingerprint(seats, ttl) if request_id else "",
             principal=principal,
             max_held_seats=self._limits.max_seats_per_holder,
         )
@@ -117,12 +125,18 @@ class InventoryService:
         except EventNotFound as exc:
             raise HoldNotFound(hold_id) from exc
 
-    async def availability(self, event_id: str) -> Availability:
+    async def live_view(self, event_id: str) -> tuple[Event, LiveState]:
+        """The event's seat map and its live state: what a snapshot is made of,
+        without a per-seat step (the encoder renders big seat maps from cache)."""
         v = Violations()
         check_event_id(v, event_id)
         v.raise_if_any()
         event = await self._catalog.get(event_id)
         live = await self._catalog.loaded(event_id, lambda: self._holds.live_state(event_id))
+        return event, live
+
+    async def availability(self, event_id: str) -> Availability:
+        event, live = await self.live_view(event_id)
         seats = tuple((seat_id, live.status(seat_id)) for seat_id in event.seat_ids)
         held = sum(1 for _, status in seats if status is SeatStatus.HELD)
         booked = sum(1 for _, status in seats if status is SeatStatus.BOOKED)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..domain.model import (
     ANONYMOUS_PRINCIPAL,
-    Availability,
     Booking,
     ChangeReason,
     Event,
@@ -24,6 +23,7 @@ __all__ = [
     "EventNotLoaded",
     "EventRepository",
     "EventSnapshot",
+    "ExpiryPass",
     "FeedEntry",
     "FeedPage",
     "FeedSource",
@@ -50,6 +50,15 @@ class EventSnapshot:
     event_id: str
     seat_ids: tuple[str, ...]
     booked_seat_ids: frozenset[str]
+
+
+class ExpiryPass(NamedTuple):
+    """What one ``expire_due`` call did."""
+
+    expired: int  # holds expired (EXPIRED on the feed)
+    next_deadline_ms: int | None  # the earliest deadline left, None when nothing is held
+    confirming: list[str]  # confirming holds past their confirm deadline, for repair
+    more: bool  # the call took as many holds as it may: more may be due at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +163,9 @@ class UpdateEncoder(Protocol):
     """Builds wire messages of the availability stream, so that the fan-out can
     serialise a tick's changes once for every subscriber."""
 
-    def snapshot(self, availability: Availability) -> bytes: ...
+    def snapshot(self, event: Event, live: LiveState) -> bytes:
+        """The snapshot message: every seat of ``event`` in seat-map order."""
+        ...
 
     def changes(self, event_id: str, epoch: str, entries: Sequence[FeedEntry]) -> bytes: ...
 
@@ -196,10 +207,9 @@ class HoldStore(Protocol):
         """Raises EventNotLoaded."""
         ...
 
-    async def expire_due(self, event_id: str) -> tuple[int, int | None, list[str]]:
-        """Expire the holds of one event whose time is up and record EXPIRED on
-        the feed. Returns (holds expired, next deadline ms or None, ids of
-        confirming holds past their confirm deadline, for repair).
+    async def expire_due(self, event_id: str) -> ExpiryPass:
+        """Expire a bounded batch of the holds of one event whose time is up and
+        record EXPIRED on the feed; ``more`` asks the caller to call again.
         Raises EventNotLoaded."""
         ...
 

@@ -29,6 +29,7 @@ class Sweeper:
         repair: Callable[[str, str], Awaitable[bool]],
         interval_s: float = 0.2,
         refresh_events_s: float = 5.0,
+        max_rounds: int = 500,
         telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._holds = holds
@@ -36,6 +37,9 @@ class Sweeper:
         self._repair = repair
         self._interval_s = interval_s
         self._refresh_events_s = refresh_events_s
+        # Bounds one pass (batches per event), e.g. should full batches keep
+        # coming back because repairs fail to settle the holds they return.
+        self._max_rounds = max_rounds
         self._telemetry = telemetry
         self._event_ids: list[str] = []
         self._refreshed_at = float("-inf")
@@ -53,28 +57,42 @@ class Sweeper:
             self._event_ids.append(event_id)
 
     async def sweep_once(self) -> int:
-        """One pass over every event; returns the number of holds expired."""
+        """One pass over every event; returns the number of holds expired.
+
+        Each ``expire_due`` call takes a bounded batch (one short script, so
+        Redis keeps serving everyone else); an event whose batch came back full
+        is called again, in turns with the other such events, until nothing
+        more is due: many holds lapsing at one moment reach the feed within the
+        pass, not one batch per tick."""
         if time.monotonic() - self._refreshed_at > self._refresh_events_s:
             self._event_ids = await self._events.event_ids()
             self._refreshed_at = time.monotonic()
         expired, failure = 0, None
-        for event_id in list(self._event_ids):
-            try:
-                count, _, confirming = await self._holds.expire_due(event_id)
-            except EventNotLoaded:
-                continue  # nothing is held in an event Redis does not have
-            except BackendUnavailable as exc:
-                # On a Redis Cluster only this event's master may be down: sweep
-                # the other events, then report it.
-                failure = exc
-                continue
-            expired += count
-            self._telemetry.holds_expired(count)
-            for hold_id in confirming:
-                booked = await self._repair(event_id, hold_id)
-                self.repaired_total += 1
-                log.info("repaired confirming hold", event_id=event_id, booked=booked)
-        self.expired_total += expired
+        pending = list(self._event_ids)
+        for _ in range(self._max_rounds):
+            more: list[str] = []
+            for event_id in pending:
+                try:
+                    swept = await self._holds.expire_due(event_id)
+                except EventNotLoaded:
+                    continue  # nothing is held in an event Redis does not have
+                except BackendUnavailable as exc:
+                    # On a Redis Cluster only this event's master may be down: sweep
+                    # the other events, then report it.
+                    failure = exc
+                    continue
+                expired += swept.expired
+                self.expired_total += swept.expired
+                self._telemetry.holds_expired(swept.expired)
+                for hold_id in swept.confirming:
+                    booked = await self._repair(event_id, hold_id)
+                    self.repaired_total += 1
+                    log.info("repaired confirming hold", event_id=event_id, booked=booked)
+                if swept.more:
+                    more.append(event_id)
+            if not more:
+                break
+            pending = more  # the rest waits for the next tick after max_rounds
         if failure is not None:
             raise failure
         return expired

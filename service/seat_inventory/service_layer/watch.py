@@ -138,5 +138,5 @@ class AvailabilityWatch:
             done.exception()  # retrieved: every waiter has seen it or has gone
 
     async def _take_snapshot(self, event_id: str) -> tuple[bytes, str]:
-        availability = await self._inventory.availability(event_id)
-        return self._encoder.snapshot(availability), availability.cursor
+        event, live = await self._inventory.live_view(event_id)
+        return self._encoder.snapshot(event, live), live.cursor

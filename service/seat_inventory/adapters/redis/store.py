@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import BusyLoadingError, NoScriptError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ...domain.clock import Clock
 from ...domain.errors import (
@@ -21,7 +22,14 @@ from ...domain.errors import (
     SeatsUnavailable,
 )
 from ...domain.model import ANONYMOUS_PRINCIPAL, Hold
-from ...service_layer.ports import EventNotLoaded, EventSnapshot, LiveState, ReserveRequest
+from ...service_layer.ports import (
+    EventNotLoaded,
+    EventSnapshot,
+    ExpiryPass,
+    LiveState,
+    ReserveRequest,
+)
+from .batch import ScriptBatcher
 from .connection import UNREACHABLE, ping_redis, unavailable
 from .keys import EventKeys
 
@@ -40,6 +48,13 @@ _SCRIPTS = (
     "cancel",
 )
 
+# Small scripts on the request path: these go out batched (see batch.py).
+# Loading an event and reading a whole seat map stay on their own connection.
+_BATCHED = frozenset(
+    ("reserve", "release", "extend", "claim", "finalize", "abort_confirm", "cancel")
+)
+_MAX_CACHED_EVENTS = 10_000
+
 
 def _script_source(name: str) -> str:
     lua = resources.files(__package__).joinpath("lua")
@@ -53,7 +68,7 @@ class StoreSettings:
         feed_maxlen: int = 100_000,
         release_tombstone_ms: int = 3_600_000,
         hold_retention_ms: int = 86_400_000,
-        sweep_batch: int = 500,
+        sweep_batch: int = 1_000,
         confirm_window_ms: int = 30_000,
     ) -> None:
         self.feed_maxlen = feed_maxlen
@@ -66,10 +81,18 @@ class StoreSettings:
 
 
 class RedisHoldStore:
-    """Scripts are registered once; redis-py reloads them after a NOSCRIPT."""
+    """Scripts are registered once; redis-py reloads them after a NOSCRIPT.
+
+    On one Redis server the request-path scripts of calls made together travel
+    together (``batch.ScriptBatcher``); ``batching=False`` sends each alone."""
 
     def __init__(
-        self, redis: Any, *, clock: Clock | None = None, settings: StoreSettings | None = None
+        self,
+        redis: Any,
+        *,
+        clock: Clock | None = None,
+        settings: StoreSettings | None = None,
+        batching: bool = True,
     ) -> None:
         self._redis = redis
         # None: scripts read Redis's own clock (TIME), one clock for every
@@ -77,17 +100,39 @@ class RedisHoldStore:
         self._clock = clock
         self._settings = settings or StoreSettings()
         self._scripts = {name: redis.register_script(_script_source(name)) for name in _SCRIPTS}
+        self.batcher = ScriptBatcher.for_client(redis) if batching else None
+        self._keys: dict[str, EventKeys] = {}
+
+    def _event_keys(self, event_id: str) -> EventKeys:
+        keys = self._keys.get(event_id)
+        if keys is None:
+            if len(self._keys) >= _MAX_CACHED_EVENTS:
+                self._keys.clear()
+            keys = self._keys[event_id] = EventKeys(event_id)
+        return keys
 
     async def _run(
         self, name: str, event_id: str, extra_keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        keys = EventKeys(event_id)
+        keys = self._event_keys(event_id)
         now = "" if self._clock is None else str(self._clock.now_ms())
+        all_keys = [*keys.base, *extra_keys]
+        all_args = [keys.prefix, now, self._settings.feed_maxlen, *args]
+        script = self._scripts[name]
         try:
-            reply = await self._scripts[name](
-                keys=[*keys.base, *extra_keys],
-                args=[keys.prefix, now, self._settings.feed_maxlen, *args],
-            )
+            if self.batcher is not None and name in _BATCHED:
+                try:
+                    reply = await self.batcher.evalsha(script.sha, all_keys, all_args)
+                except NoScriptError:  # Redis lost its scripts: load, then run alone
+                    reply = await script(keys=all_keys, args=all_args)
+                except RedisConnectionError as exc:
+                    if isinstance(exc, BusyLoadingError):
+                        raise
+                    # A stale connection: once more on a fresh one, as redis-py's
+                    # own retry would have done.
+                    reply = await script(keys=all_keys, args=all_args)
+            else:
+                reply = await script(keys=all_keys, args=all_args)
         except UNREACHABLE as exc:  # also a cluster failing over or unreachable
             raise unavailable(exc) from exc
         except RedisError as exc:
@@ -112,7 +157,7 @@ class RedisHoldStore:
         )
 
     async def reserve(self, request: ReserveRequest) -> Hold:
-        keys = EventKeys(request.event_id)
+        keys = self._event_keys(request.event_id)
         idem = keys.idempotency(request.principal, request.holder_id, request.request_id or "-")
         reply = await self._run(
             "reserve",
@@ -173,7 +218,7 @@ class RedisHoldStore:
         reply = await self._run(
             "release",
             event_id,
-            [EventKeys(event_id).hold(hold_id)],
+            [self._event_keys(event_id).hold(hold_id)],
             [hold_id, holder_id, self._settings.release_tombstone_ms, principal],
         )
         self._hold_errors(reply[0], hold_id)
@@ -190,7 +235,7 @@ class RedisHoldStore:
         reply = await self._run(
             "extend",
             event_id,
-            [EventKeys(event_id).hold(hold_id)],
+            [self._event_keys(event_id).hold(hold_id)],
             [hold_id, holder_id, ttl_ms, principal],
         )
         self._hold_errors(reply[0], hold_id)
@@ -206,11 +251,11 @@ class RedisHoldStore:
         _, epoch, last_id, sold, held = await self._run("live_state", event_id, [], [])
         return LiveState(held=frozenset(held), booked=frozenset(sold), cursor=f"{epoch}.{last_id}")
 
-    async def expire_due(self, event_id: str) -> tuple[int, int | None, list[str]]:
-        """Expire due holds of one event: (expired, next deadline ms, confirming holds due)."""
+    async def expire_due(self, event_id: str) -> ExpiryPass:
+        """Expire up to ``sweep_batch`` due holds of one event."""
         reply = await self._run("expire_due", event_id, [], [self._settings.sweep_batch])
         next_deadline = int(float(reply[2])) if reply[2] else None
-        return int(reply[1]), next_deadline, list(reply[3:])
+        return ExpiryPass(int(reply[1]), next_deadline, list(reply[4:]), int(reply[3]) == 1)
 
     async def claim(
         self, event_id: str, hold_id: str, holder_id: str, principal: str = ANONYMOUS_PRINCIPAL
@@ -219,7 +264,7 @@ class RedisHoldStore:
         reply = await self._run(
             "claim",
             event_id,
-            [EventKeys(event_id).hold(hold_id)],
+            [self._event_keys(event_id).hold(hold_id)],
             [hold_id, holder_id, self._settings.confirm_window_ms, principal],
         )
         self._hold_errors(reply[0], hold_id)
@@ -246,6 +291,11 @@ class RedisHoldStore:
             await self._run("cancel", event_id, [], [",".join(seat_ids)])
         except EventNotLoaded:
             return
+
+    async def aclose(self) -> None:
+        """Stop the batcher's lanes; the client itself is closed by its owner."""
+        if self.batcher is not None:
+            await self.batcher.aclose()
 
     async def ping(self) -> None:
         await ping_redis(self._redis)  # every master of a cluster

@@ -13,7 +13,7 @@ from ...domain.errors import BackendUnavailable
 # SQLSTATE classes a caller cannot fix by changing the request: 08 connection
 # exception, 28 bad credentials, 3D no such database, 53 insufficient
 # resources (too many connections, disk full), 57P shutdown / starting up.
-_UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53", "57P")
+UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53", "57P")
 _CALLBACK_NOTE = "raised by a callback the SQL adapter ran, not by the database"
 
 T = TypeVar("T")
@@ -38,7 +38,7 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
 
 
 def _describe(exc: BaseException) -> str:

@@ -5,7 +5,8 @@ repair and cancelling take it alone, so none of them runs while a booking
 of the event is between its Redis claim and its SQL commit.
 
 PostgreSQL: advisory locks keyed by (namespace, hashtext(event_id)); two
-events whose hashes collide merely share a fence. SQLite has one writer at a
+events whose hashes collide merely share a fence. Confirm's commit takes the
+shared lock itself, in the same message as its BEGIN (``_pg_booking``). SQLite has one writer at a
 time anyway: a process-wide lock queues every write (sparing writers the
 busy handler's sleep-and-retry) and is the fence; the embedded default is a
 single process.
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .engine import for_writes
 
-_NAMESPACE = 0x5EA7  # first half of every fence's advisory-lock key
+FENCE_NAMESPACE = 0x5EA7  # first half of every fence's advisory-lock key (see _pg_booking too)
 
 
 # Built once: statements made per call cost more CPU than their round trip.
@@ -38,7 +39,7 @@ _LOCKS = {
 
 
 async def _advisory(conn: AsyncConnection, function: str, event_id: str) -> None:
-    await conn.execute(_LOCKS[function], {"namespace": _NAMESPACE, "event_id": event_id})
+    await conn.execute(_LOCKS[function], {"namespace": FENCE_NAMESPACE, "event_id": event_id})
 
 
 class Fence:

@@ -49,12 +49,12 @@ async def snapshot(conn: AsyncConnection, event_id: str) -> EventSnapshot | None
 
 async def booking_by_id(conn: AsyncConnection, booking_id: str) -> Booking | None:
     row = (await conn.execute(for_connection(conn).booking_by_id, {"b": booking_id})).first()
-    return None if row is None else _rows.booking_from(row)
+    return None if row is None else _rows.booking_from(row._mapping)
 
 
 async def booking_by_hold(conn: AsyncConnection, hold_id: str) -> Booking | None:
     row = (await conn.execute(for_connection(conn).booking_by_hold, {"h": hold_id})).first()
-    return None if row is None else _rows.booking_from(row)
+    return None if row is None else _rows.booking_from(row._mapping)
 
 
 async def insert_booking(conn: AsyncConnection, booking: Booking) -> bool:
@@ -87,7 +87,7 @@ async def cancel(conn: AsyncConnection, booking_id: str, now_ms: int) -> tuple[B
     row = (await conn.execute(sql.cancel, {"b": booking_id, "now": now_ms})).first()
     if row is not None:
         await conn.execute(sql.free_seats, {"b": booking_id})
-        return _rows.booking_from(row), True
+        return _rows.booking_from(row._mapping), True
     booking = await booking_by_id(conn, booking_id)
     if booking is None:  # bookings are never deleted; kept for the type checker
         raise BookingNotFound(booking_id)

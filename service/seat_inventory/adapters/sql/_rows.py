@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Row
 
@@ -27,18 +27,26 @@ def booking_row(booking: Booking) -> dict[str, Any]:
     }
 
 
-def booking_from(row: Row[Any]) -> Booking:
+class ByName(Protocol):
+    """A row whose values are looked up by column name: a SQLAlchemy row's
+    ``_mapping``, an asyncpg record."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def booking_from(row: ByName) -> Booking:
+    seat_ids = row["seat_ids"]
     return Booking(
-        booking_id=row.booking_id,
-        event_id=row.event_id,
-        hold_id=row.hold_id,
-        seat_ids=tuple(row.seat_ids.split(SEPARATOR)) if row.seat_ids else (),
-        holder_id=row.holder_id,
-        order_ref=row.order_ref,
-        confirmed_at_ms=row.confirmed_at_ms,
-        status=BookingStatus(row.status),
-        cancelled_at_ms=row.cancelled_at_ms,
-        principal=row.principal or ANONYMOUS_PRINCIPAL,
+        booking_id=row["booking_id"],
+        event_id=row["event_id"],
+        hold_id=row["hold_id"],
+        seat_ids=tuple(seat_ids.split(SEPARATOR)) if seat_ids else (),
+        holder_id=row["holder_id"],
+        order_ref=row["order_ref"],
+        confirmed_at_ms=row["confirmed_at_ms"],
+        status=BookingStatus(row["status"]),
+        cancelled_at_ms=row["cancelled_at_ms"],
+        principal=row["principal"] or ANONYMOUS_PRINCIPAL,
     )
 
 

@@ -1,4 +1,4 @@
-"""The async engine: a modest pool per process that fails fast when the database is away."""
+"""The async engine: a fixed, modest pool per process that fails fast when the database is away."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def make_engine(
     *,
     connect_timeout_s: float = 3.0,
     command_timeout_s: float = 10.0,
-    pool_size: int = 10,
+    pool_size: int = 15,
 ) -> AsyncEngine:
     """An engine for ``url`` (any form ``normalize_url`` accepts).
 
@@ -34,8 +34,11 @@ def make_engine(
         return _sqlite_engine(async_url, busy_timeout_s=command_timeout_s)
     return create_async_engine(
         async_url,
+        # A fixed pool: connections open on demand and stay. Overflow ones were
+        # closed whenever a burst of returns found the pool full, and
+        # reopening them (a PostgreSQL backend each) cost more than they saved.
         pool_size=pool_size,
-        max_overflow=pool_size // 2,
+        max_overflow=0,
         # A saturated pool answers UNAVAILABLE instead of queueing callers forever.
         pool_timeout=command_timeout_s,
         connect_args={

@@ -18,6 +18,7 @@ from ...service_layer.ports import EventSnapshot
 from . import _queries as q
 from ._errors import callback, database_errors
 from ._fence import Fence
+from ._pg_booking import NotInserted, booking_transaction
 from ._rows import same_event
 from .tables import events
 
@@ -36,6 +37,7 @@ class SqlEventRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._postgres = engine.dialect.name == "postgresql"
         self._fence = Fence(engine)
+        self._engine = engine
         # One-statement reads, and reads of rows that never change once
         # committed (events, seats), need no BEGIN/ROLLBACK round trips.
         self._reads = (
@@ -81,6 +83,8 @@ class SqlEventRepository:
     async def commit_booking(
         self, event_id: str, hold_id: str, claim: Callable[[], Awaitable[Booking]]
     ) -> tuple[Booking, bool]:
+        if self._postgres:
+            return await self._commit_booking_pg(event_id, hold_id, claim)
         with database_errors():
             async with self._fence.transaction(event_id) as conn:
                 booking = await callback(claim())
@@ -92,6 +96,26 @@ class SqlEventRepository:
                         raise HoldNotFound(hold_id)
                     return existing, False
                 taken = await q.book_seats(conn, booking)
+                if taken:
+                    raise SeatsUnavailable(event_id, taken)  # and roll the booking back
+        return booking, True
+
+    async def _commit_booking_pg(
+        self, event_id: str, hold_id: str, claim: Callable[[], Awaitable[Booking]]
+    ) -> tuple[Booking, bool]:
+        """``commit_booking`` in three round trips; see ``_pg_booking``."""
+        with database_errors():
+            async with booking_transaction(self._engine, event_id) as tx:
+                booking = await callback(claim())
+                if (booking.event_id, booking.hold_id) != (event_id, hold_id):
+                    raise ValueError(f"claim answered a booking of another hold: {booking}")
+                try:
+                    taken = await tx.insert(booking)
+                except NotInserted:
+                    existing = await tx.booking_by_hold(hold_id)
+                    if existing is None:  # repair gave the hold up
+                        raise HoldNotFound(hold_id) from None
+                    return existing, False
                 if taken:
                     raise SeatsUnavailable(event_id, taken)  # and roll the booking back
         return booking, True

@@ -1,0 +1,329 @@
+"""Script calls made together travel to Redis as one pipeline (adapters/redis/batch.py):
+each call keeps its own reply and its own error, a caller that gives up drops
+only its own call, and a lost connection fails (or retries) only the calls it
+carried, never leaving an unread reply on a pooled connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from seat_inventory.adapters.redis import RedisHoldStore, connect_redis
+from seat_inventory.adapters.redis.batch import ScriptBatcher
+from seat_inventory.domain.errors import (
+    BackendUnavailable,
+    HoldNotFound,
+    SeatNotFound,
+    SeatsUnavailable,
+)
+from seat_inventory.domain.ids import new_hold_id
+from seat_inventory.domain.policy import reserve_fingerprint
+from seat_inventory.service_layer.ports import EventNotLoaded, EventSnapshot, ReserveRequest
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.integration
+
+EVENT = "batch-ev"
+SEATS = tuple(f"S{i}" for i in range(1, 201))
+
+
+def request(seats: tuple[str, ...], event: str = EVENT, holder: str = "alice") -> ReserveRequest:
+    return ReserveRequest(
+        event_id=event,
+        hold_id=new_hold_id(event),
+        holder_id=holder,
+        seat_ids=seats,
+        ttl_ms=60_000,
+        max_lifetime_ms=120_000,
+        request_id="",
+        fingerprint=reserve_fingerprint(seats, 60_000),
+    )
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    redis = connect_redis(redis_url)
+    await redis.flushdb()
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+async def store(client: aioredis.Redis) -> AsyncIterator[RedisHoldStore]:
+    holds = RedisHoldStore(client)
+    assert holds.batcher is not None
+    await holds.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+    yield holds
+    await holds.aclose()
+
+
+async def held_seats(client: aioredis.Redis) -> set[str]:
+    """Seats with a live seat key."""
+    keys = [key async for key in client.scan_iter(match="{e:batch-ev}:seat:*")]
+    return {key.rsplit(":", 1)[1] for key in keys}
+
+
+async def pool_is_clean(client: aioredis.Redis) -> bool:
+    """No idle pooled connection has a reply waiting to be read."""
+    for connection in client.connection_pool._available_connections:
+        if connection.is_connected and await connection.can_read():
+            return False
+    return True
+
+
+def test_only_a_plain_client_of_one_server_is_batched(redis_url: str) -> None:
+    """fakeredis (the embedded mode) and anything not a plain client run each call alone."""
+    assert ScriptBatcher.for_client(connect_redis(None)) is None
+    assert ScriptBatcher.for_client(object()) is None
+    assert ScriptBatcher.for_client(connect_redis(redis_url)) is not None
+    assert RedisHoldStore(connect_redis(redis_url), batching=False).batcher is None
+
+
+async def test_calls_made_together_share_batches_and_keep_their_own_replies(
+    store: RedisHoldStore, client: aioredis.Redis
+) -> None:
+    """100 Reserves issued at once go out in far fewer batches; each gets its own hold."""
+    assert store.batcher is not None
+    before = store.batcher.batches
+    pairs = [(SEATS[2 * i], SEATS[2 * i + 1]) for i in range(100)]
+    holds = await asyncio.gather(*(store.reserve(request(pair)) for pair in pairs))
+    assert [hold.seat_ids for hold in holds] == pairs
+    assert len({hold.hold_id for hold in holds}) == 100
+    assert store.batcher.batches - before <= 10
+    assert await held_seats(client) == set(SEATS)
+    assert await pool_is_clean(client)
+
+
+async def test_one_seat_asked_by_many_at_once_is_granted_once(store: RedisHoldStore) -> None:
+    """Batching keeps each script atomic: 50 callers in one batch, one winner."""
+    results = await asyncio.gather(
+        *(store.reserve(request(("S1", "S2"), holder=f"h{i}")) for i in range(50)),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    assert len(winners) == 1
+    assert all(isinstance(r, SeatsUnavailable) for r in results if r is not winners[0])
+
+
+async def test_each_call_of_a_batch_gets_its_own_error(store: RedisHoldStore) -> None:
+    """A conflict, an unknown seat, an unknown hold and an unloaded event in one batch."""
+    first = await store.reserve(request(("S1",)))
+    results = await asyncio.gather(
+        store.reserve(request(("S3", "S4"))),
+        store.reserve(request(("S1", "S5"))),
+        store.reserve(request(("S6", "nope"))),
+        store.release(EVENT, new_hold_id(EVENT), "alice"),
+        store.reserve(request(("S1",), event="not-loaded")),
+        store.release(EVENT, first.hold_id, "alice"),
+        return_exceptions=True,
+    )
+    assert not isinstance(results[0], BaseException)
+    assert results[0].seat_ids == ("S3", "S4")
+    assert isinstance(results[1], SeatsUnavailable)
+    assert isinstance(results[2], SeatNotFound)
+    assert isinstance(results[3], HoldNotFound)
+    assert isinstance(results[4], EventNotLoaded)
+    assert results[5] is True
+
+
+async def test_scripts_lost_by_redis_are_loaded_again(
+    store: RedisHoldStore, client: aioredis.Redis
+) -> None:
+    """After SCRIPT FLUSH every call of the batch gets NOSCRIPT, loads and succeeds."""
+    await client.script_flush()
+    holds = await asyncio.gather(*(store.reserve(request((SEATS[i],))) for i in range(20)))
+    assert [hold.seat_ids for hold in holds] == [(SEATS[i],) for i in range(20)]
+    assert await pool_is_clean(client)
+
+
+async def test_a_caller_cancelled_before_the_send_is_not_sent(
+    store: RedisHoldStore, client: aioredis.Redis
+) -> None:
+    """Cancelled in the iteration it called: its script never runs, the others do."""
+    tasks = [asyncio.create_task(store.reserve(request((SEATS[i],)))) for i in range(5)]
+    await asyncio.sleep(0)  # every task has queued its call; the batch is not sent yet
+    tasks[2].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert await held_seats(client) == {SEATS[0], SEATS[1], SEATS[3], SEATS[4]}
+    assert await pool_is_clean(client)
+
+
+async def test_a_caller_giving_up_mid_batch_leaves_the_others_and_the_pool_alone(
+    redis_url: str, redis_server: object
+) -> None:
+    """One caller's deadline runs out while its batch is on the wire (a slow
+    path): the others get their replies, the reply of the one that gave up is
+    read and dropped, and the connection goes back to the pool clean."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy(port) as proxy:
+        client = connect_redis(f"redis://{proxy.address()}/0")
+        store = RedisHoldStore(client)
+        try:
+            await client.flushdb()
+            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+            proxy.slow(0.3)
+
+            async def impatient() -> object:
+                async with asyncio.timeout(0.1):
+                    return await store.reserve(request(("S1",)))
+
+            results = await asyncio.gather(
+                store.reserve(request(("S2",))),
+                impatient(),
+                store.reserve(request(("S3",))),
+                return_exceptions=True,
+            )
+            assert isinstance(results[1], TimeoutError)
+            assert [r.seat_ids for r in (results[0], results[2])] == [("S2",), ("S3",)]  # type: ignore[union-attr]
+            proxy.slow(0)
+            # The impatient call had been sent: Redis ran it, its reply was thrown away.
+            assert await held_seats(client) == {"S1", "S2", "S3"}
+            assert await pool_is_clean(client)
+            hold = await store.reserve(request(("S4",)))
+            assert hold.seat_ids == ("S4",)
+        finally:
+            await store.aclose()
+            await client.aclose()
+
+
+async def test_a_connection_lost_mid_batch_fails_only_its_calls(redis_url: str) -> None:
+    """The path to Redis is cut while a batch is on it: its callers get
+    BACKEND_UNAVAILABLE (the retry on a fresh connection is refused too), and
+    once the path is back the next calls succeed on a fresh connection."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy(port) as proxy:
+        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=0.5)
+        store = RedisHoldStore(client)
+        try:
+            await client.flushdb()
+            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+            fired = proxy.trip_on(b"EVALSHA", proxy.down)
+            results = await asyncio.gather(
+                *(store.reserve(request((SEATS[i],))) for i in range(5)),
+                return_exceptions=True,
+            )
+            assert fired.is_set()
+            assert all(isinstance(r, BackendUnavailable) for r in results), results
+            await proxy.up()
+            holds = await asyncio.gather(*(store.reserve(request((SEATS[i],))) for i in range(5)))
+            assert [h.seat_ids for h in holds] == [(SEATS[i],) for i in range(5)]
+            assert await pool_is_clean(client)
+        finally:
+            await store.aclose()
+            await client.aclose()
+
+
+async def test_a_stale_connection_is_retried_once_on_a_fresh_one(redis_url: str) -> None:
+    """Every pooled connection is reset while idle (a Redis restart, a proxy
+    timeout): the next batch fails on it and its calls succeed on a fresh one."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy(port) as proxy:
+        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=0.5)
+        store = RedisHoldStore(client)
+        try:
+            await client.flushdb()
+            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+            await store.reserve(request(("S1",)))
+            assert proxy.reset_all() >= 1
+            holds = await asyncio.gather(
+                *(store.reserve(request((SEATS[i],))) for i in range(1, 6))
+            )
+            assert [h.seat_ids for h in holds] == [(SEATS[i],) for i in range(1, 6)]
+        finally:
+            await store.aclose()
+            await client.aclose()
+
+
+async def test_a_redis_that_does_not_answer_is_backend_unavailable(redis_url: str) -> None:
+    """Replies slower than the socket timeout: BACKEND_UNAVAILABLE, not a hang."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy(port) as proxy:
+        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=0.2)
+        store = RedisHoldStore(client)
+        try:
+            await client.flushdb()
+            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+            proxy.slow(0.5)
+            results = await asyncio.gather(
+                *(store.reserve(request((SEATS[i],))) for i in range(3)),
+                return_exceptions=True,
+            )
+            assert all(isinstance(r, BackendUnavailable) for r in results), results
+            proxy.slow(0)
+            hold = await store.reserve(request(("S9",)))
+            assert hold.seat_ids == ("S9",)
+        finally:
+            await store.aclose()
+            await client.aclose()
+
+
+def test_a_batch_is_packed_as_redis_py_packs_it() -> None:
+    """The batch's own RESP writer agrees with redis-py's, byte for byte."""
+    from redis.asyncio.connection import Connection
+
+    from seat_inventory.adapters.redis.batch import _Call, _pack
+
+    connection = Connection(decode_responses=True)
+    loop = asyncio.new_event_loop()
+    try:
+        commands = [
+            ("EVALSHA", "a" * 40, 2, "{e:x}:seats", "clé", "", 100_000, -5, "s1"),
+            ("EVALSHA", "b" * 40, 0),
+            ("EVALSHA", "c" * 40, 0, 2.5),  # not str or int: redis-py packs the batch
+        ]
+        calls = [_Call(command, loop.create_future()) for command in commands]
+        for n in (1, 2, 3):
+            assert b"".join(_pack(connection, calls[:n])) == b"".join(
+                connection.pack_commands(commands[:n])
+            )
+    finally:
+        loop.close()
+
+
+async def test_nothing_listening_is_backend_unavailable_at_once() -> None:
+    """No Redis on the port: every call of the batch fails BACKEND_UNAVAILABLE
+    (connection refused), none waits for its deadline; a second batch too."""
+    from tests.support.services import free_port
+
+    client = connect_redis(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
+    store = RedisHoldStore(client)
+    try:
+        for _ in range(2):
+            async with asyncio.timeout(30):  # a hang guard: a refused connect fails at once
+                results = await asyncio.gather(
+                    *(store.reserve(request((SEATS[i],))) for i in range(3)),
+                    return_exceptions=True,
+                )
+            assert all(isinstance(r, BackendUnavailable) for r in results), results
+    finally:
+        await store.aclose()
+        await client.aclose()
+
+
+async def test_closing_the_store_mid_batch_fails_its_callers_without_a_retry(
+    redis_url: str,
+) -> None:
+    """``aclose`` while a batch is on the wire: its callers get BACKEND_UNAVAILABLE
+    (their scripts may have run, so they are not sent again) and nothing hangs."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy(port) as proxy:
+        client = connect_redis(f"redis://{proxy.address()}/0")
+        store = RedisHoldStore(client)
+        try:
+            await client.flushdb()
+            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+            proxy.slow(0.3)
+            calls = [asyncio.create_task(store.reserve(request((SEATS[i],)))) for i in range(3)]
+            await asyncio.sleep(0.1)  # sent, replies not back yet
+            await store.aclose()
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            assert all(isinstance(r, BackendUnavailable) for r in results), results
+            proxy.slow(0)
+            await asyncio.sleep(0.5)  # whatever was on the wire has arrived
+            assert await held_seats(client) <= {SEATS[0], SEATS[1], SEATS[2]}
+        finally:
+            await client.aclose()
