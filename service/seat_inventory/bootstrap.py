@@ -48,6 +48,7 @@ class App:
 
     async def close(self) -> None:
         await self.hub.close()
+        await self.holds.aclose()  # the batcher's connection, before the pool goes
         await self.redis.aclose()
         await self.engine.dispose()
 
