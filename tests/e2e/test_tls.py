@@ -124,3 +124,58 @@ async def test_mutual_tls_needs_a_client_certificate_signed_by_the_client_ca(
             assert list(hold.hold.seat_ids) == ["A-1"]
     finally:
         await stop_running(running)
+
+
+async def test_loadtest_runs_over_mutual_tls_with_a_token(
+    redis_url: str, postgres_url: str, certs: Certificates, tmp_path: Path
+) -> None:
+    """`seat-inventory loadtest --ca --cert --key --token` drives a server that wants
+    mTLS and a token, and verifies clean; without the client certificate it cannot."""
+    import asyncio
+    import json
+    import sys
+
+    principals = TestPrincipals(tmp_path)
+    running = await tls_server(
+        redis_url,
+        postgres_url,
+        certs,
+        tls_client_ca=str(certs.ca),
+        principals_file=str(principals.path),
+    )
+    target = "localhost:" + running.target.rsplit(":", 1)[1]
+    common = [
+        sys.executable, "-m", "seat_inventory", "loadtest", "--target", target,
+        "--token", principals.tokens["both"], "--ca", str(certs.ca),
+        "--seats", "20", "--users", "30", "--arrival-rate", "100", "--hold-ttl", "1",
+        "--think-max", "0.05", "--seed", "5", "--timeout", "3",
+    ]  # fmt: skip
+
+    async def loadtest(*extra: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *common, *extra, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+        assert proc.returncode is not None
+        return proc.returncode, output.decode()
+
+    try:
+        out = tmp_path / "run.json"
+        code, text = await loadtest(
+            "--cert", str(certs.client_cert), "--key", str(certs.client_key), "--json", str(out)
+        )
+        assert code == 0, text
+        verification = json.loads(out.read_text())["verification"]
+        assert (verification["double_bookings"], verification["lost_confirmations"]) == (0, 0)
+        assert verification["confirmations"] > 0
+        assert principals.tokens["both"] not in out.read_text()
+
+        code, text = await loadtest()  # the CA, but no client certificate
+        assert code != 0
+        assert "Traceback" not in text
+
+        code, text = await loadtest("--cert", str(certs.client_cert))  # no --key
+        assert code != 0
+        assert "--cert and --key go together" in text
+    finally:
+        await stop_running(running)

@@ -36,6 +36,10 @@ def add_loadtest_command(sub: Any) -> None:
     p.add_argument("--target", default=os.environ.get("SEAT_INVENTORY_TARGET", "localhost:50051"))
     p.add_argument("--token", default=os.environ.get("SEAT_INVENTORY_TOKEN"),
                    help="bearer token when the server requires one")  # fmt: skip
+    p.add_argument("--tls", action="store_true", help="use TLS, trusting the system's CAs")
+    p.add_argument("--ca", dest="tls_ca", help="PEM file of the CA to trust (implies --tls)")
+    p.add_argument("--cert", dest="tls_cert", help="PEM client certificate, for mutual TLS")
+    p.add_argument("--key", dest="tls_key", help="PEM key of --cert")
     p.add_argument("--database-url", help="also verify straight from this SQL database")
     p.add_argument("--event-id", help="event to create (default: a fresh loadtest-<random>)")
     for name, kind, text in (

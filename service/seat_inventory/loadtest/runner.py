@@ -50,7 +50,12 @@ def error_outcome(err: grpc.aio.AioRpcError) -> str:
 
 def open_channel(scenario: Scenario) -> grpc.aio.Channel:
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    return grpc.aio.insecure_channel(scenario.target, options=options)
+    if not scenario.uses_tls:
+        return grpc.aio.insecure_channel(scenario.target, options=options)
+    from seatinventory.client.channel import Tls
+
+    tls = Tls.from_files(ca=scenario.tls_ca, cert=scenario.tls_cert, key=scenario.tls_key)
+    return grpc.aio.secure_channel(scenario.target, tls.credentials(), options=options)
 
 
 class _Share:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 
@@ -28,6 +29,12 @@ class Scenario:
     processes: int = 1
     timeout_s: float = 5.0
     token: str | None = None
+    # TLS: ``tls`` alone trusts the system's CAs; ``tls_ca`` a PEM CA file;
+    # ``tls_cert`` + ``tls_key`` a client certificate for mutual TLS.
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     database_url: str | None = None
     seed: int | None = None
 
@@ -47,7 +54,20 @@ class Scenario:
             out.append("--p-confirm and --p-release must be >= 0 and add up to at most 1")
         if not 0 <= self.think_min_s <= self.think_max_s:
             out.append("--think-min must be between 0 and --think-max")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            out.append("--cert and --key go together (mutual TLS)")
+        for flag, path in (
+            ("--ca", self.tls_ca),
+            ("--cert", self.tls_cert),
+            ("--key", self.tls_key),
+        ):
+            if path is not None and not os.access(path, os.R_OK):
+                out.append(f"{flag} {path}: not a readable file")
         return out
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or any(p is not None for p in (self.tls_ca, self.tls_cert, self.tls_key))
 
     def share(self, index: int) -> Scenario:
         """The part of the load one of ``processes`` worker processes generates."""
