@@ -1,15 +1,14 @@
 """Holds belong to a holder id *of a principal*, and a holder may hold only so
 many seats of an event at once (HOLD_LIMIT): the Lua scripts on fakeredis
-(unit) and on a real redis-server this session started (integration)."""
+(unit), a real redis-server and a 3-master cluster this session started
+(integration)."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from seat_inventory.adapters.redis import RedisHoldStore, connect_redis
+from seat_inventory.adapters.redis import RedisHoldStore
 from seat_inventory.adapters.redis.keys import EventKeys
 from seat_inventory.domain.clock import FakeClock
 from seat_inventory.domain.errors import HoldLimitExceeded, HoldNotOwned
@@ -21,22 +20,6 @@ from seat_inventory.service_layer.ports import EventSnapshot, ReserveRequest
 SEATS = tuple(f"A{i}" for i in range(1, 21))
 EVENT = "ev-p"
 LIMIT = 5
-
-
-@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
-async def raw_redis(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
-    if request.param == "fakeredis":
-        client = connect_redis(None)
-    else:
-        client = connect_redis(request.getfixturevalue("redis_url"))
-        await client.flushdb()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

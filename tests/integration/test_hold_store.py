@@ -1,16 +1,15 @@
 """Contract tests of the hold store's Lua scripts, run on fakeredis (unit) and
-on a real redis-server this session started (integration)."""
+on a real redis-server and a 3-master cluster this session started (integration)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from seat_inventory.adapters.redis import RedisHoldStore, connect_redis
+from seat_inventory.adapters.redis import RedisHoldStore
 from seat_inventory.adapters.redis.store import StoreSettings
 from seat_inventory.domain.clock import FakeClock
 from seat_inventory.domain.errors import (
@@ -26,30 +25,6 @@ from seat_inventory.service_layer.ports import EventNotLoaded, EventSnapshot, Re
 
 SEATS = tuple(f"A{i}" for i in range(1, 11))
 EVENT = "ev1"
-
-
-@pytest.fixture(
-    params=[
-        "fakeredis",
-        pytest.param("redis", marks=pytest.mark.integration),
-        pytest.param("cluster", marks=pytest.mark.integration),  # 3 masters
-    ]
-)
-async def raw_redis(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
-    if request.param == "fakeredis":
-        client = connect_redis(None)
-    else:
-        url_of = {"redis": "redis_url", "cluster": "redis_cluster_server"}
-        server = request.getfixturevalue(url_of[request.param])
-        client = connect_redis(server if isinstance(server, str) else server.url)
-        await client.flushdb()  # on a cluster: every master
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
