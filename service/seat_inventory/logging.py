@@ -27,6 +27,10 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write per record (print() writes the newline separately): with
+        # --workers every process shares the supervisor's stderr, and with an
+        # unbuffered stderr (PYTHONUNBUFFERED, usual in containers) two-part
+        # writes of different workers interleave into broken JSON lines.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )

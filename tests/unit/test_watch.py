@@ -224,6 +224,31 @@ async def test_reader_stops_with_its_last_subscriber_and_restarts_for_a_new_one(
     await hub.close()
 
 
+async def test_the_reader_does_not_log_with_its_first_subscribers_request_id() -> None:
+    """The reader outlives the call that started it: its log context is its own."""
+    import structlog
+
+    seen: list[dict[str, object]] = []
+
+    class WatchedFeed(MemoryFeed):
+        async def read(self, event_id: str, after: str | None, count: int) -> FeedPage:
+            seen.append(structlog.contextvars.get_contextvars())
+            return await super().read(event_id, after, count)
+
+    feed, encoder = WatchedFeed(), CountingEncoder()
+    hub = hub_on(feed, encoder)
+    bound = structlog.contextvars.bind_contextvars(request_id="first-caller")
+    try:
+        async with hub.subscribe("ev") as sub:
+            await started(sub)
+            assert structlog.contextvars.get_contextvars() == {"request_id": "first-caller"}
+    finally:
+        structlog.contextvars.reset_contextvars(**bound)
+    await hub.close()
+    assert seen
+    assert all("request_id" not in context for context in seen)
+
+
 async def test_reader_retries_through_backend_errors_without_gaps() -> None:
     """Reads that fail for a while are retried; the subscriber keeps its subscription
     and then gets every change made meanwhile, each exactly once."""

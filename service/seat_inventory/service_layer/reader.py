@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import random
 import time
 from typing import TYPE_CHECKING
@@ -33,7 +34,11 @@ class FeedReader:
         self.subs: set[Subscription] = set()
         self.waiter = hub.feed.waiter(event_id)
         self._stopping = asyncio.Event()
-        self.task = asyncio.create_task(self._run(), name=f"feed:{event_id}")
+        # A context of its own: created inside the first subscriber's call, it
+        # must not log with that call's request id for as long as it lives.
+        self.task = asyncio.create_task(
+            self._run(), name=f"feed:{event_id}", context=contextvars.Context()
+        )
 
     async def stop(self) -> None:
         """Not task.cancel(): a redis-py read cancelled at an unlucky moment can swallow
