@@ -58,6 +58,9 @@ async def serve(role: str, port: int, extra: dict[str, Any]) -> None:
     if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
         raise SystemExit(f"bench {role}: cannot listen on port {port}")
     await server.start()
+    from seat_inventory.runtime import DEFAULT_GC_THRESHOLD, tune_gc
+
+    tune_gc(DEFAULT_GC_THRESHOLD)  # the runtime `seat-inventory serve` sets up once built
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -174,6 +174,10 @@ async def serve_main(args: argparse.Namespace) -> None:
     )
     server = Server(await build(settings))
     await server.start()
+    from seat_inventory.runtime import tune_gc
+
+    tune_gc(args.gc_threshold)  # as ``seat-inventory serve`` does once built
+    _gc_log_task = asyncio.ensure_future(log_gc_pauses(Path(args.gc_log))) if args.gc_log else None
     if os.environ.get("BENCH_PROFILE"):  # cProfile the server into that file
         import cProfile
 
@@ -186,6 +190,40 @@ async def serve_main(args: argparse.Namespace) -> None:
             profile.dump_stats(os.environ["BENCH_PROFILE"])
         return
     await server.serve_until_signalled()
+
+
+async def log_gc_pauses(path: Path) -> None:
+    """Every pause of the garbage collector as [wall time, generation, ms],
+    rewritten to ``path`` twice a second for the orchestrator to read."""
+    import gc
+
+    pauses: list[list[float]] = []
+    started = [0.0]
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append(
+                [time.time(), info["generation"], 1000 * (time.perf_counter() - started[0])]
+            )
+
+    gc.callbacks.append(record)
+    while True:
+        await asyncio.sleep(0.5)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(pauses))
+        tmp.replace(path)
+
+
+def gc_pauses(path: Path, start: float, end: float) -> tuple[float, float]:
+    """(ms of collector pauses per second, longest pause ms) within [start, end]."""
+    try:
+        pauses = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+    inside = [ms for at, _, ms in pauses if start <= at <= end]
+    return sum(inside) / max(end - start, 1e-9), max(inside, default=0.0)
 
 
 # --------------------------------------------------------------------------- ceiling
@@ -250,6 +288,9 @@ async def ceiling_main(args: argparse.Namespace) -> None:
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"127.0.0.1:{args.port}")
     await server.start()
+    from seat_inventory.runtime import tune_gc
+
+    tune_gc(args.gc_threshold)  # the same runtime as the server it is the ceiling of
     await server.wait_for_termination()
 
 
@@ -420,9 +461,19 @@ async def orchestrate(args: argparse.Namespace) -> None:
         database = args.database_url or f"sqlite:///{workdir}/bench.db"
         serve = ["--port", str(port), "--tick", str(args.tick)]
         serve += ["--max-messages", str(args.max_messages)]
+        gc_log = Path(workdir) / "gc.json"
+        serve += ["--gc-threshold", str(args.gc_threshold), "--gc-log", str(gc_log)]
         backends = ["--target", redis_url, "--event", database]
         server = await spawn(python(), __file__, "--serve", *serve, *backends)
-        ceiling = await spawn(python(), __file__, "--ceiling", "--port", str(ceiling_port))
+        ceiling = await spawn(
+            python(),
+            __file__,
+            "--ceiling",
+            "--port",
+            str(ceiling_port),
+            "--gc-threshold",
+            str(args.gc_threshold),
+        )
         rows = []
         try:
             await wait_port(port)
@@ -443,6 +494,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 stop = asyncio.Event()
                 driver = asyncio.create_task(driving.run(args.rate, stop))
                 cpu_task = asyncio.create_task(cpu_over_window(stat, 2.0 + 0.5, seconds))
+                gc_window = (time.time() + 2.5, time.time() + 2.5 + seconds)
                 counts, hist, window, client_cpu = await measure(
                     f"127.0.0.1:{port}", event_id, k, "latency", seconds, 2.0
                 )
@@ -464,6 +516,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                         "p99": percentile(hist, 0.99),
                         "max": percentile(hist, 1.0),
                         "cpu": cpu,
+                        "gc": gc_pauses(gc_log, *gc_window),
                         "client_cpu": client_cpu,
                         "ceiling_client_cpu": top_client_cpu,
                         "rss_kb": (rss_after - rss_before) / k,
@@ -494,6 +547,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
         "changes/s = changes each subscriber received per second; msgs/s = messages "
         "delivered to all subscribers; latency = arrival - the change's commit in Redis;\n"
         "call p99 = the driver's Reserve/Release latency (ms) while the fan-out runs;\n"
+        "GC = the server's garbage-collector pauses in the window: ms per second, longest;\n"
         "ceiling = pre-built messages/s one grpc.aio process pushes to the same K "
         "streams and clients (its CPU beside it)."
     )
@@ -511,14 +565,15 @@ def print_row(row: dict[str, Any], *, header: bool) -> None:
         print(
             f"{'K':>5} {'changes/s':>9} {'msgs/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
             f"{'max ms':>7} {'srv CPU%':>8} {'cli CPU%':>8} {'RSS/sub KB':>10} {'resnap':>6} "
-            f"{'err':>4} {'call p99':>8} | "
+            f"{'err':>4} {'call p99':>8} {'GC ms/s':>7} {'GC max':>6} | "
             f"{'ceiling msgs/s':>14} {'ceil CPU%':>9} {'cli CPU%':>8}"
         )
     print(
         f"{row['k']:>5} {row['changes_s']:>9.1f} {row['msgs_s']:>8.0f} {row['p50']:>7.0f} "
         f"{row['p99']:>7.0f} {row['max']:>7.0f} {row['cpu']:>8.0f} {row['client_cpu']:>8.0f} "
         f"{row['rss_kb']:>10.1f} {row['snapshots']:>6} {row['errors']:>4} "
-        f"{row['call_p99']:>8.0f} | {row['ceiling']:>14.0f} "
+        f"{row['call_p99']:>8.0f} {row['gc'][0]:>7.1f} {row['gc'][1]:>6.0f} | "
+        f"{row['ceiling']:>14.0f} "
         f"{row['ceiling_cpu']:>9.0f} {row['ceiling_client_cpu']:>8.0f}",
         flush=True,
     )
@@ -540,6 +595,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=20_000,
         help="the server's stream message budget per second (default 20000, as served)",
     )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=50_000,
+        help="the server's (and the ceiling's) --gc-threshold (default 50000, as served; "
+        "0: Python's defaults)",
+    )
     parser.add_argument("--ks", help="comma-separated subscriber counts to run instead")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
     parser.add_argument("--database-url", help="use this database instead of a SQLite file")
@@ -552,6 +614,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--streams", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=("latency", "count"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--gc-log", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client:
         asyncio.run(client_main(args))

@@ -246,6 +246,13 @@ def _serve_parser(sub: Any) -> None:
         16 * 1024 * 1024,
         "largest request or response message; a larger request is refused with RESOURCE_EXHAUSTED",
     )
+    opt(
+        "--gc-threshold",
+        _non_negative_int,
+        50_000,
+        "young-generation threshold of Python's garbage collector, set (with startup's objects "
+        "frozen) once the server is built; 0 leaves Python's defaults (see runtime.py)",
+    )
     opt.switch("--access-log", "log one line per answered call (method, principal, code, time)")
     opt("--log-format", str, "console", "console or json", choices=("console", "json"))
     opt(
@@ -297,6 +304,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_streams_per_principal=args.max_streams_per_principal,
         max_message_bytes=args.max_message_bytes,
         access_log=args.access_log,
+        gc_threshold=args.gc_threshold,
         log_format=args.log_format,
         log_level=args.log_level,
     )
@@ -363,6 +371,9 @@ async def _run_server(
         auth="bearer tokens" if settings.principals_file else "off",
         tls="mutual" if settings.tls_client_ca else "on" if settings.tls_cert else "off",
     )
+    from .runtime import tune_gc
+
+    tune_gc(settings.gc_threshold)  # everything built so far lives as long as the process
     if on_serving is not None:
         on_serving(port)
     await server.serve_until_signalled()

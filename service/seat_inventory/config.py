@@ -43,6 +43,9 @@ class Settings:
     # subscribers the tick stretches (subscribers / this) rather than let
     # stream writes starve Reserve and friends.
     stream_max_messages_s: float = 20_000
+    # Young-generation threshold of the garbage collector, set with startup's
+    # objects frozen once the server is built (runtime.py); 0: Python's defaults.
+    gc_threshold: int = 50_000
     # Batches queued per subscriber before it is dropped to a fresh snapshot.
     stream_queue_size: int = 256
     # Changes per message when catching up, and per feed read.

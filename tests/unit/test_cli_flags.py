@@ -99,3 +99,11 @@ def test_database_pool_size_reaches_the_settings(monkeypatch: pytest.MonkeyPatch
     assert cli._settings(parse(["--database-pool-size", "40"])).database_pool_size == 40
     monkeypatch.setenv("SEAT_INVENTORY_DATABASE_POOL_SIZE", "25")
     assert cli._settings(parse([])).database_pool_size == 25
+
+
+def test_gc_threshold_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEAT_INVENTORY_GC_THRESHOLD", raising=False)
+    assert cli._settings(parse([])).gc_threshold == 50_000
+    assert cli._settings(parse(["--gc-threshold", "0"])).gc_threshold == 0
+    monkeypatch.setenv("SEAT_INVENTORY_GC_THRESHOLD", "20000")
+    assert cli._settings(parse([])).gc_threshold == 20_000
