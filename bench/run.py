@@ -179,6 +179,15 @@ def grpc_error() -> type[Exception]:
     return grpc.aio.AioRpcError
 
 
+# The layers group's rows, in order: each adds one thing Reserve does.
+LAYERS = (
+    "empty unary RPC (the ceiling)",
+    "+ decode ReserveRequest, encode a ReserveResponse",
+    "+ one script call on Redis (batched, as the store makes it)",
+    "Reserve (the service: validation, ids, reserve.lua, errors, metrics, request ids)",
+)
+
+
 def free_port() -> int:
     import socket
 
@@ -613,6 +622,34 @@ class Bench:
                     await self.h2load(ceiling_port, big_req[0], "ceiling")
                 )
 
+    async def layers(
+        self, ours: str, ceiling_port: int, layer_ports: dict[str, int], target: str
+    ) -> None:
+        """Reserve's server time taken apart: the ceiling, then one layer of what
+        Reserve does added at a time, then Reserve itself, run for run."""
+        cfg = self.cfg
+        self.log("layers: where Reserve's server time goes")
+        event = await self.create_event(target, cfg.big_event, "layers")
+        requests = reserve_requests(event, disjoint_pairs(cfg.big_event), SHORT_TTL_MS)
+        steps = [
+            ("ceiling", f"127.0.0.1:{ceiling_port}", "ceiling", LAYERS[0]),
+            ("messages", f"127.0.0.1:{layer_ports['messages']}", "layer-messages", LAYERS[1]),
+            ("redis", f"127.0.0.1:{layer_ports['redis']}", "layer-redis", LAYERS[2]),
+            ("ours", target, ours, LAYERS[3]),
+        ]
+        for rep in range(cfg.reps):
+            self.log(f" run {rep + 1}/{cfg.reps}")
+            order = steps if rep % 2 == 0 else steps[::-1]
+            runs: dict[str, Run] = {}
+            for key, address, server, label in order:
+                run = await self.load(
+                    {"target": address, "method": RESERVE}, requests, server, label=label
+                )
+                run.extra["srv_us"] = 1e6 * run.srv_cpu / max(run.rps, 1e-9)
+                runs[key] = run
+            for key, _, _, label in steps:
+                self.pair(self.row("layers", label), runs[key], runs["ceiling"], "ceiling")
+
     async def prefill(
         self, target: str, event_id: str, pairs: list[list[str]]
     ) -> list[tuple[str, str]]:
@@ -971,6 +1008,16 @@ class Bench:
         target = f"127.0.0.1:{port}"
         if cfg.wants("hot"):
             await self.guard("hot path", self.hot_path(ours.name, ceiling_port, target))
+        if cfg.wants("layers"):
+            layer_ports = {"messages": free_port(), "redis": free_port()}
+            for key, lport in layer_ports.items():
+                procs.append(
+                    self.start_role(f"layer-{key}", lport, f"layer-{key}", redis_url=self.redis_url)
+                )
+                await wait_port(lport, proc=procs[-1])
+            await self.guard("layers", self.layers(ours.name, ceiling_port, layer_ports, target))
+            for proc in procs[-2:]:
+                proc.stop()
         if cfg.wants("booking"):
             await self.guard("bookings", self.booking(ours.name, target))
         if cfg.wants("contended"):
@@ -1180,8 +1227,8 @@ def table(bench: Bench) -> str:
     ]
     for name in bench.order:
         row = bench.rows[name]
-        if row.group in {"reads", "expiry"}:
-            continue  # in the scale table
+        if row.group in {"reads", "expiry", "layers"}:
+            continue  # in the scale and layers tables
         ok = 100 * sum(r.ok for r in row.runs) / max(1, sum(r.calls for r in row.runs))
         ratio = f"{statistics.median(row.ratios):.2f} x {row.ratio_to}" if row.ratios else ""
         extra = ""
@@ -1196,6 +1243,28 @@ def table(bench: Bench) -> str:
             f"| {fmt(row.median('gen_cpu'), 2)} | {fmt(row.median('srv_cpu'), 2)} "
             f"| {fmt(row.extra_median('redis_cpu'), 2)} |"
         )
+    return "\n".join(lines)
+
+
+def layers_table(bench: Bench) -> str:
+    rows = [bench.rows[name] for name in LAYERS if name in bench.rows]
+    if not rows:
+        return ""
+    lines = [
+        "| server | calls/s | ratio to the ceiling | server CPU µs/call | µs/call added |"
+        " generator CPU | server CPU |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    before = None
+    for row in rows:
+        us = row.extra_median("srv_us")
+        added = "" if before is None else f"+{us - before:.0f}"
+        ratio = f"{statistics.median(row.ratios):.2f} x" if row.ratios else ""
+        lines.append(
+            f"| {row.name} | {fmt(row.median('rps'))} | {ratio} | {us:.0f} | {added} "
+            f"| {fmt(row.median('gen_cpu'), 2)} | {fmt(row.median('srv_cpu'), 2)} |"
+        )
+        before = us
     return "\n".join(lines)
 
 
@@ -1266,6 +1335,20 @@ def results_md(bench: Bench, args: argparse.Namespace, elapsed_s: float) -> str:
         "",
         table(bench),
         "",
+        *(
+            [
+                "## Where Reserve's server time goes",
+                "",
+                "The ceiling's server, then one layer of Reserve's work added at a time "
+                "(bench/servers.py), then the service, with the same requests, run for run. "
+                "Server CPU per call is the server's CPU over the run divided by its calls.",
+                "",
+                layers_table(bench),
+                "",
+            ]
+            if layers_table(bench)
+            else []
+        ),
         "## Scale",
         "",
         scale_table(bench),
@@ -1314,7 +1397,7 @@ def results_md(bench: Bench, args: argparse.Namespace, elapsed_s: float) -> str:
 
 
 def print_summary(bench: Bench) -> None:
-    print("\n" + table(bench) + "\n\n" + scale_table(bench) + "\n")
+    print("\n" + table(bench) + "\n\n" + layers_table(bench) + "\n\n" + scale_table(bench) + "\n")
     for text, measured, verdict in targets(bench):
         print(f"  {verdict:>4}  {text}: {measured}")
 
@@ -1373,7 +1456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 run per figure, smaller (~2 min)")
     parser.add_argument("--smoke", action="store_true", help="seconds: one group, tiny (tests)")
     parser.add_argument(
-        "--only", help="comma-separated groups: hot,booking,contended,reads,expiry,workers"
+        "--only", help="comma-separated groups: hot,layers,booking,contended,reads,expiry,workers"
     )
     parser.add_argument("--seconds", type=float, help="measured seconds per run")
     parser.add_argument("--reps", type=int, help="runs per figure")
@@ -1384,7 +1467,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="py-spy the server during the first Reserve, Confirm and contended run into DIR",
     )
     # internal: the servers the bench starts
-    parser.add_argument("--role", choices=("ceiling", "naive", "dbonly"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--role",
+        choices=("ceiling", "naive", "dbonly", "layer-messages", "layer-redis"),
+        help=argparse.SUPPRESS,
+    )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--extra", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -4,7 +4,11 @@ grpc.aio stack (the options of ``seat_inventory.api.server.server_options``):
 - ``ceiling``: SeatInventory/Reserve answering an empty message at once, the
   most a grpc.aio process can answer on this machine;
 - ``naive`` and ``dbonly``: the alternatives in ``alternatives/``, serving
-  the real SeatInventory service (Reserve) so that the same requests drive them.
+  the real SeatInventory service (Reserve) so that the same requests drive them;
+- ``layer-messages`` and ``layer-redis``: the ceiling plus one layer of what
+  Reserve does at a time, to show where Reserve's server time goes: decoding
+  the request and encoding a real ReserveResponse; then also one script call
+  on Redis through the service's own batched path (``ScriptBatcher``).
 """
 
 from __future__ import annotations
@@ -32,11 +36,45 @@ async def _empty(request: bytes, context: Any) -> bytes:
     return b""
 
 
+async def _layer(role: str, extra: dict[str, Any], closing: list[Any]) -> Any:
+    """Reserve's handler reduced to its messages, or to its messages and one Redis call."""
+    from seatinventory.v1 import seat_inventory_pb2 as pb
+    from seatinventory.v1 import types_pb2
+
+    from seat_inventory.adapters.redis.batch import ScriptBatcher
+    from seat_inventory.adapters.redis.connection import connect_redis
+
+    hold = types_pb2.Hold(hold_id="x" * 44, holder_id="bench")
+    hold.expires_at.FromMilliseconds(1_900_000_000_000)
+    redis: Any = None
+    if role == "layer-redis":
+        redis = connect_redis(extra["redis_url"], timeout_s=2.0)
+        closing.append(redis)
+        sha = await redis.script_load("return ARGV[1]")
+        batcher = ScriptBatcher.for_client(redis)
+        if batcher is None:
+            raise SystemExit("bench layer-redis: needs a plain Redis server")
+        closing.append(batcher)
+
+    async def reserve(request: bytes, context: Any) -> bytes:
+        req = pb.ReserveRequest.FromString(request)
+        if redis is not None:
+            await batcher.evalsha(sha, (), (req.event_id,))
+        reply = pb.ReserveResponse()
+        reply.hold.CopyFrom(hold)
+        reply.hold.event_id = req.event_id
+        reply.hold.seat_ids.extend(req.seat_ids)
+        return reply.SerializeToString()
+
+    return reserve
+
+
 async def serve(role: str, port: int, extra: dict[str, Any]) -> None:
     server = grpc_server(reuse_port=bool(extra.get("reuse_port")))
     closing: list[Any] = []
-    if role == "ceiling":
-        handlers = {"Reserve": grpc.unary_unary_rpc_method_handler(_empty)}
+    if role == "ceiling" or role.startswith("layer-"):
+        handler = _empty if role == "ceiling" else await _layer(role, extra, closing)
+        handlers = {"Reserve": grpc.unary_unary_rpc_method_handler(handler)}
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler("seatinventory.v1.SeatInventory", handlers),)
         )
@@ -67,5 +105,5 @@ async def serve(role: str, port: int, extra: dict[str, Any]) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop(0.5)
-    for item in closing:
-        await item.close()
+    for item in reversed(closing):
+        await (item.aclose() if hasattr(item, "aclose") else item.close())
