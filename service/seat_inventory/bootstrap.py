@@ -73,6 +73,7 @@ async def build(
             feed_maxlen=settings.feed_maxlen,
             confirm_window_ms=int(settings.confirm_window_s * 1000),
         ),
+        batch_linger_s=settings.redis_batch_linger_s,
     )
     events = SqlEventRepository(engine)
     catalog = EventCatalog(events, holds)

@@ -247,6 +247,13 @@ def _serve_parser(sub: Any) -> None:
         "largest request or response message; a larger request is refused with RESOURCE_EXHAUSTED",
     )
     opt(
+        "--redis-batch-linger",
+        _non_negative_float,
+        0.001,
+        "seconds a Redis script call may wait for others to share its round trip, only while "
+        "calls come densely from many callers (0: never wait)",
+    )
+    opt(
         "--gc-threshold",
         _non_negative_int,
         50_000,
@@ -305,6 +312,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_message_bytes=args.max_message_bytes,
         access_log=args.access_log,
         gc_threshold=args.gc_threshold,
+        redis_batch_linger_s=args.redis_batch_linger,
         log_format=args.log_format,
         log_level=args.log_level,
     )

@@ -97,6 +97,64 @@ async def test_calls_made_together_share_batches_and_keep_their_own_replies(
     assert await pool_is_clean(client)
 
 
+async def trickle(
+    store: RedisHoldStore, pairs: list[tuple[str, str]], pause_s: float
+) -> list[object]:
+    """Reserves started one at a time, ``pause_s`` apart (longer than Redis takes to
+    answer one), the way grpc.aio hands a busy server its calls, all of them in
+    flight together."""
+    calls = []
+    for pair in pairs:
+        calls.append(asyncio.ensure_future(store.reserve(request(pair))))
+        await asyncio.sleep(pause_s)
+    return list(await asyncio.gather(*calls))
+
+
+async def test_calls_trickling_in_from_many_callers_wait_for_company(
+    client: aioredis.Redis,
+) -> None:
+    """Calls arriving one per loop iteration, densely and from many callers, wait
+    (up to the linger) for the next ones: far fewer batches than calls."""
+    # A generous linger, so that a slow machine still counts as dense.
+    holds = RedisHoldStore(client, batch_linger_s=0.05)
+    batcher = holds.batcher
+    assert batcher is not None
+    await holds.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+    pairs = [(SEATS[2 * i], SEATS[2 * i + 1]) for i in range(100)]
+    await asyncio.gather(*(holds.reserve(request(pair)) for pair in pairs[:40]))  # many callers
+    batches = batcher.batches
+    got = await trickle(holds, pairs[40:88], pause_s=0.002)
+    assert len({hold.hold_id for hold in got}) == 48  # type: ignore[attr-defined]
+    assert batcher.lingered >= 1
+    # Sent at once, each would go alone (Redis answers within the pause): 48 batches.
+    assert batcher.batches - batches <= 12
+    assert await held_seats(client) == {seat for pair in pairs[:88] for seat in pair}
+    assert await pool_is_clean(client)
+    await holds.aclose()
+
+
+async def test_a_lone_caller_or_a_zero_linger_never_waits(client: aioredis.Redis) -> None:
+    """One caller calling in a loop makes batches of one and is never kept waiting;
+    with the linger at 0, trickling calls go out at once too."""
+    lone = RedisHoldStore(client)
+    assert lone.batcher is not None
+    await lone.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+    for i in range(30):
+        await lone.reserve(request((SEATS[i],)))
+    assert (lone.batcher.batches, lone.batcher.calls, lone.batcher.lingered) == (30, 30, 0)
+    await lone.aclose()
+
+    eager = RedisHoldStore(client, batch_linger_s=0)
+    assert eager.batcher is not None
+    pairs = [(SEATS[2 * i], SEATS[2 * i + 1]) for i in range(15, 100)]
+    await asyncio.gather(*(eager.reserve(request(pair)) for pair in pairs[:40]))
+    batches = eager.batcher.batches
+    await trickle(eager, pairs[40:80], pause_s=0.002)
+    assert eager.batcher.lingered == 0
+    assert eager.batcher.batches - batches >= 30  # each (nearly) alone
+    await eager.aclose()
+
+
 async def test_one_seat_asked_by_many_at_once_is_granted_once(store: RedisHoldStore) -> None:
     """Batching keeps each script atomic: 50 callers in one batch, one winner."""
     results = await asyncio.gather(

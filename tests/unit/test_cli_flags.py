@@ -107,3 +107,11 @@ def test_gc_threshold_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> N
     assert cli._settings(parse(["--gc-threshold", "0"])).gc_threshold == 0
     monkeypatch.setenv("SEAT_INVENTORY_GC_THRESHOLD", "20000")
     assert cli._settings(parse([])).gc_threshold == 20_000
+
+
+def test_redis_batch_linger_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEAT_INVENTORY_REDIS_BATCH_LINGER", raising=False)
+    assert cli._settings(parse([])).redis_batch_linger_s == 0.001
+    assert cli._settings(parse(["--redis-batch-linger", "0"])).redis_batch_linger_s == 0
+    with pytest.raises(SystemExit):
+        parse(["--redis-batch-linger", "-1"])

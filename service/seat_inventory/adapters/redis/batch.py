@@ -4,10 +4,25 @@ Sent one by one, every script call pays a pooled connection, a ``send()``, a
 ``recv()`` and an event-loop wake-up of its own. ``ScriptBatcher`` keeps one
 batch in flight on one connection (``lanes``): calls made meanwhile queue and
 go out together as the next batch, as one pipeline (EVALSHA after EVALSHA, no
-MULTI): one write, the replies read back in order. The busier the server, the
-bigger the batches; a lone call goes out in the next loop iteration. Each call
-still runs as its own atomic script; batching changes nothing Redis does,
-only how the commands travel.
+MULTI): one write, the replies read back in order. Each call still runs as
+its own atomic script; batching changes nothing Redis does, only how the
+commands travel.
+
+How long a call waits for company. Redis answers a batch in tens of
+microseconds, while grpc.aio hands the server one new call per loop
+iteration: sent at the first chance, batches averaged 1.2-1.4 calls under
+full load, and each call still paid its own write, read and wake-ups (a
+third of Reserve's server time). So while calls come densely (an average gap
+under half of ``linger_s``) from several callers (batches have been
+averaging more than one call), the first call of a batch waits up to
+``linger_s`` (default 1 ms, ``--redis-batch-linger``) for others, and the
+batch goes as soon as it has ``min_batch`` calls. Measured (one server, 64
+callers): batches of 4-7 calls, Reserve 3,000 -> 4,800 calls/s and p99
+40 -> 18 ms; the Redis call's server cost all but disappears (bench/ layers
+group). The price is paid at moderate concurrency: 2 to 8 callers calling
+in a loop lost 14-17 % of their throughput and up to ~1 ms of latency. One
+caller calling in a loop makes batches of exactly one and never waits, nor
+does anything when calls are sparse.
 
 - Each lane keeps a connection taken from the client's pool until it fails
   (so the pool's limit and the client's ``aclose`` still apply).
@@ -42,6 +57,9 @@ from ...domain.errors import BackendUnavailable
 __all__ = ["ScriptBatcher"]
 
 _REAL_CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
+# Batches averaging at least this many calls mean several callers at once; one
+# caller calling in a loop makes batches of exactly one and is never kept waiting.
+_CONCURRENT = 1.1
 
 
 class _Call:
@@ -65,18 +83,35 @@ class _Lane:
 class ScriptBatcher:
     """Pipelines EVALSHA calls issued in the same event-loop iteration."""
 
-    def __init__(self, pool: Any, *, lanes: int = 1, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        lanes: int = 1,
+        max_batch: int = 256,
+        linger_s: float = 0.001,
+        min_batch: int = 16,
+    ) -> None:
         self._pool = pool
         self._max_batch = max_batch
+        self._linger_s = linger_s
+        self._min_batch = min_batch
+        self._timer: asyncio.TimerHandle | None = None
+        # Moving averages of the gap between calls and of the calls per batch.
+        self._gap_s = 4 * linger_s
+        self._last_at = 0.0
+        self._size = 1.0
         self._pending: list[_Call] = []
         self._lanes = [_Lane() for _ in range(lanes)]
         self._idle = list(self._lanes)
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        # Counters for tests and the curious: batches sent, calls sent in them.
+        # Counters for tests and the curious: batches sent, calls sent in them,
+        # batches whose first call waited for company.
         self.batches = 0
         self.calls = 0
+        self.lingered = 0
 
     @classmethod
     def for_client(cls, client: Any, **kwargs: Any) -> ScriptBatcher | None:
@@ -90,19 +125,40 @@ class ScriptBatcher:
 
     def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
         """Queue one EVALSHA; the future gets its reply, or its error."""
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         if self._closed:
             future.set_exception(RedisConnectionError("the Redis client is closed"))
             return future
+        now = loop.time()
+        # A pause counts as a few lingers at most, so density is seen again soon after.
+        gap, self._last_at = min(now - self._last_at, 4 * self._linger_s), now
+        self._gap_s = 0.9 * self._gap_s + 0.1 * gap
         self._pending.append(_Call(("EVALSHA", sha, len(keys), *keys, *args), future))
-        if not self._flush_scheduled and self._idle:
-            # Let the other calls of this iteration join before sending.
+        if not self._idle:
+            return future  # the lane that is busy takes it next
+        if self._timer is not None and len(self._pending) >= self._min_batch:
+            self._timer.cancel()  # company enough: go now
+            self._timer = None
+            self._flush_scheduled = False
+        if not self._flush_scheduled:
             self._flush_scheduled = True
-            future.get_loop().call_soon(self._flush)
+            if (
+                len(self._pending) == 1
+                and 2 * self._gap_s < self._linger_s
+                and self._size >= _CONCURRENT
+            ):
+                # Calls come densely from many callers: wait a little for the next ones.
+                self.lingered += 1
+                self._timer = loop.call_at(now + self._linger_s, self._flush)
+            else:
+                # Let the other calls of this iteration join before sending.
+                loop.call_soon(self._flush)
         return future
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._timer = None
         if self._pending and self._idle:
             lane = self._idle.pop()
             task = asyncio.get_running_loop().create_task(self._drive(lane))
@@ -117,6 +173,8 @@ class ScriptBatcher:
             taken = pending[: self._max_batch - len(batch)]
             del pending[: len(taken)]
             batch.extend(call for call in taken if not call.future.done())
+        if batch:
+            self._size = 0.9 * self._size + 0.1 * len(batch)
         return batch
 
     async def _drive(self, lane: _Lane) -> None:
@@ -180,6 +238,9 @@ class ScriptBatcher:
         """Stop the lanes and give their connections back (callers still
         waiting get a connection error)."""
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -84,7 +84,8 @@ class RedisHoldStore:
     """Scripts are registered once; redis-py reloads them after a NOSCRIPT.
 
     On one Redis server the request-path scripts of calls made together travel
-    together (``batch.ScriptBatcher``); ``batching=False`` sends each alone."""
+    together (``batch.ScriptBatcher``, waiting up to ``batch_linger_s`` for
+    company while calls come densely); ``batching=False`` sends each alone."""
 
     def __init__(
         self,
@@ -93,6 +94,7 @@ class RedisHoldStore:
         clock: Clock | None = None,
         settings: StoreSettings | None = None,
         batching: bool = True,
+        batch_linger_s: float = 0.001,
     ) -> None:
         self._redis = redis
         # None: scripts read Redis's own clock (TIME), one clock for every
@@ -100,7 +102,9 @@ class RedisHoldStore:
         self._clock = clock
         self._settings = settings or StoreSettings()
         self._scripts = {name: redis.register_script(_script_source(name)) for name in _SCRIPTS}
-        self.batcher = ScriptBatcher.for_client(redis) if batching else None
+        self.batcher = (
+            ScriptBatcher.for_client(redis, linger_s=batch_linger_s) if batching else None
+        )
         self._keys: dict[str, EventKeys] = {}
 
     def _event_keys(self, event_id: str) -> EventKeys:
