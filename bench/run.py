@@ -90,7 +90,7 @@ class Config:
             reps=1,
             concurrency=8,
             big_event=1_000,
-            only=frozenset({"hot"}),
+            only=frozenset({"hot", "layers"}),
             h2load=False,
         )
 

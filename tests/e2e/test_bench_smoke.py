@@ -53,7 +53,24 @@ def test_bench_smoke_writes_results(tmp_path: Path) -> None:
     assert verdicts["Reserve ≥ 0.85 x empty-RPC ceiling"] in {"pass", "miss"}
     assert verdicts["Confirm ≥ 0.5 x raw asyncpg booking INSERTs"] == "-"  # not in this mode
 
+    # The layers: the ceiling, then one layer of Reserve's work at a time, then Reserve.
+    layers = [row for row in result["rows"] if row["group"] == "layers"]
+    assert len(layers) == 4
+    assert layers[0]["name"].startswith("empty unary RPC")
+    assert layers[-1]["name"].startswith("Reserve")
+    for row in layers:
+        run = row["runs"][0]
+        assert run["calls"] > 0
+        assert run["ok"] == run["calls"]
+        assert row["ratio_to"] == "ceiling"
+
     text = out.read_text()
-    for section in ("# Benchmark results", "## Targets", "## Throughput", "## Scale"):
+    for section in (
+        "# Benchmark results",
+        "## Targets",
+        "## Throughput",
+        "## Where Reserve's server time goes",
+        "## Scale",
+    ):
         assert section in text
     assert "| Reserve, 2 seats, 1,000-seat event |" in text
