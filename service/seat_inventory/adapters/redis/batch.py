@@ -17,10 +17,11 @@ under half of ``linger_s``) from several callers (batches have been
 averaging more than one call), the first call of a batch waits up to
 ``linger_s`` (default 1 ms, ``--redis-batch-linger``) for others, and the
 batch goes as soon as it has ``min_batch`` calls. Measured (one server, 64
-callers): batches of 4-7 calls, Reserve 3,000 -> 4,800 calls/s and p99
-40 -> 18 ms; the Redis call's server cost all but disappears (bench/ layers
-group). The price is paid at moderate concurrency: 2 to 8 callers calling
-in a loop lost 14-17 % of their throughput and up to ~1 ms of latency. One
+callers): batches of 4-7 calls, Reserve 3,000 -> 4,200-4,800 calls/s and
+p99 31-40 -> 18-30 ms; the Redis call's server cost all but disappears
+(bench/ layers group). The price is paid at moderate concurrency: 2 to 8
+callers calling in a loop lost 11-22 % of their throughput and up to ~1 ms
+of latency. One
 caller calling in a loop makes batches of exactly one and never waits, nor
 does anything when calls are sparse.
 
