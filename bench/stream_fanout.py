@@ -177,6 +177,7 @@ async def serve_main(args: argparse.Namespace) -> None:
     from seat_inventory.runtime import tune_gc
 
     tune_gc(args.gc_threshold)  # as ``seat-inventory serve`` does once built
+    # Kept in a name: the loop holds tasks only weakly.
     _gc_log_task = asyncio.ensure_future(log_gc_pauses(Path(args.gc_log))) if args.gc_log else None
     if os.environ.get("BENCH_PROFILE"):  # cProfile the server into that file
         import cProfile
@@ -493,8 +494,10 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 rss_before = stat.rss_kb()
                 stop = asyncio.Event()
                 driver = asyncio.create_task(driving.run(args.rate, stop))
-                cpu_task = asyncio.create_task(cpu_over_window(stat, 2.0 + 0.5, seconds))
-                gc_window = (time.time() + 2.5, time.time() + 2.5 + seconds)
+                settle = 2.0 + 0.5  # streams opened and warmed up before the window
+                cpu_task = asyncio.create_task(cpu_over_window(stat, settle, seconds))
+                window_at = time.time() + settle
+                gc_window = (window_at, window_at + seconds)
                 counts, hist, window, client_cpu = await measure(
                     f"127.0.0.1:{port}", event_id, k, "latency", seconds, 2.0
                 )
