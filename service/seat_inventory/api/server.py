@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from typing import Any, cast
 
@@ -131,33 +130,77 @@ def auth_interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
     ]
 
 
-class DrainingHealth(health.aio.HealthServicer):
-    """grpc's health servicer, except that a Watch ends once the server drains:
-    NOT_SERVING, then UNAVAILABLE. An open Watch (client-side health checking
-    keeps one per connection) would otherwise hold the drain for the whole grace."""
+class DrainingHealth(health_pb2_grpc.HealthServicer):
+    """grpc.health.v1, with a Watch that ends once the server drains: NOT_SERVING,
+    then UNAVAILABLE. An open Watch (client-side health checking keeps one per
+    connection) would otherwise hold the drain for the whole grace.
+
+    Written here rather than wrapped around grpc_health's servicer: wrapping meant
+    cancelling its Watch, and a Watch cancelled while its NOT_SERVING write was in
+    flight left that write pending in grpc core, so the wrapper's own write failed
+    (GRPC_CALL_ERROR_TOO_MANY_OPERATIONS) and the Watch lived on until the grace
+    ran out. grpc_health's Watch also writes while holding the lock ``set`` needs,
+    so one watcher stuck on flow control would stall every status change; here a
+    watcher waits on an event and writes holding nothing."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.draining = asyncio.Event()
+        self._statuses: dict[str, int] = {"": health_pb2.HealthCheckResponse.SERVING}
+        self._changed = asyncio.Event()
+        self._shutting_down = False
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def set(self, service: str, status: int) -> None:
+        """Set a service's status; ignored once the server drains."""
+        if self._shutting_down or self._statuses.get(service) == status:
+            return
+        self._statuses[service] = status
+        self._notify()
+
+    async def enter_graceful_shutdown(self) -> None:
+        """Every service NOT_SERVING for good; every open Watch is told so and ends."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        for service in self._statuses:
+            self._statuses[service] = health_pb2.HealthCheckResponse.NOT_SERVING
+        self._notify()
+
+    async def Check(
+        self,
+        request: health_pb2.HealthCheckRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> health_pb2.HealthCheckResponse:
+        status = self._statuses.get(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(
         self,
         request: health_pb2.HealthCheckRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
-        watch = asyncio.ensure_future(super().Watch(request, context))
-        drained = asyncio.ensure_future(self.draining.wait())
-        try:
-            await asyncio.wait((watch, drained), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            drained.cancel()
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
-        if self.draining.is_set():
-            not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-            await context.write(health_pb2.HealthCheckResponse(status=not_serving))
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "server shutting down")
+        last: int | None = None
+        while True:
+            # Taken before reading the status: a change made while the write
+            # below is in flight sets this event, and the loop reads again.
+            changed = self._changed
+            status: int
+            if self._shutting_down:
+                status = health_pb2.HealthCheckResponse.NOT_SERVING
+            else:
+                status = self._statuses.get(
+                    request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+                )
+            if status != last:
+                await context.write(health_pb2.HealthCheckResponse(status=status))
+                last = status
+            if self._shutting_down:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "server shutting down")
+            await changed.wait()
 
 
 class Server:
@@ -250,7 +293,6 @@ class Server:
         neither has run. Calls already running finish; past the grace they are
         cancelled."""
         await self.health.enter_graceful_shutdown()
-        self.health.draining.set()
         # Streams never finish by themselves: end them now with UNAVAILABLE
         # SERVER_DRAINING (resume from your last cursor) instead of cutting
         # them off when the grace runs out.
