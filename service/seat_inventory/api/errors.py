@@ -13,13 +13,12 @@ import functools
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 import grpc
 import structlog
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from ..domain.errors import BackendUnavailable, InvalidArgument, InventoryError
 from .calls import REQUEST_ID_KEY, Guarded, request_id_of
@@ -39,9 +38,20 @@ Self = TypeVar("Self", bound=Guarded)
 
 
 def _pack(message: Any) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
+    # What Any.Pack makes, without its descriptor lookups on every call.
+    return any_pb2.Any(type_url=_TYPE_URLS[type(message)], value=message.SerializeToString())
+
+
+_TYPE_URLS = {
+    kind: "type.googleapis.com/" + kind.DESCRIPTOR.full_name
+    for kind in (
+        error_details_pb2.ErrorInfo,
+        error_details_pb2.BadRequest,
+        error_details_pb2.RetryInfo,
+    )
+}
+_CODES = {code.name: code for code in grpc.StatusCode}
+_DETAILS_KEY = "grpc-status-details-bin"  # what grpcio-status packs the Status into
 
 
 def status_of(error: InventoryError) -> grpc.Status:
@@ -68,7 +78,24 @@ def status_of(error: InventoryError) -> grpc.Status:
     status = status_pb2.Status(
         code=getattr(code_pb2, error.code.value), message=error.message, details=details
     )
-    return rpc_status.to_status(status)
+    return _Status(
+        _CODES[error.code.value], error.message, ((_DETAILS_KEY, status.SerializeToString()),)
+    )
+
+
+class _Status(
+    NamedTuple(
+        "_Status",
+        [
+            ("code", grpc.StatusCode),
+            ("details", str),
+            ("trailing_metadata", Any),  # grpc.Status says Metadata; ours are pairs
+        ],
+    ),
+    grpc.Status,
+):
+    """What ``grpc_status.rpc_status.to_status`` returns, without its search of
+    the status codes (the code and the message are ours and agree)."""
 
 
 async def abort_with(
@@ -125,11 +152,9 @@ def unary(
                 return response
             except InventoryError as error:
                 code, failure = error.code.value, error
-                await abort_with(context, error, echo)
             except TimeoutError:
                 failure = BackendUnavailable("backend", "no answer in time")
                 code = failure.code.value
-                await abort_with(context, failure, echo)
             except asyncio.CancelledError:
                 code = "CANCELLED"
                 raise
@@ -140,6 +165,14 @@ def unary(
             finally:
                 guard.finish(method, principal, code, failure, time.perf_counter() - started)
                 structlog.contextvars.reset_contextvars(**bound)
+            # An expected failure: the status goes out with the (absent) answer in
+            # one batch, as abort() would send it but without awaiting a batch of
+            # its own and raising through grpc.
+            status = status_of(failure)
+            context.set_code(status.code)
+            context.set_details(status.details)
+            context.set_trailing_metadata((*status.trailing_metadata, *echo))
+            return None  # type: ignore[return-value]  # grpc sends no message on a non-OK code
 
         return wrapper
 
