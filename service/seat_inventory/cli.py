@@ -167,6 +167,13 @@ def _serve_parser(sub: Any) -> None:
     )
     opt("--grace", float, 10.0, "seconds in-flight calls get to finish on SIGTERM")
     opt(
+        "--drain-delay",
+        _non_negative_float,
+        0.0,
+        "on SIGTERM, seconds to report NOT_SERVING while still serving before the drain "
+        "begins, so load balancers stop sending calls first (a second signal cuts it short)",
+    )
+    opt(
         "--workers",
         _positive_int,
         1,
@@ -292,6 +299,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         database_pool_size=args.database_pool_size,
         limits=limits,
         grace_s=args.grace,
+        drain_delay_s=args.drain_delay,
         workers=args.workers,
         confirm_window_s=args.confirm_window,
         sweep_interval_s=args.sweep_interval,

@@ -27,6 +27,9 @@ class Settings:
     sweep_interval_s: float = 0.2
     health_interval_s: float = 1.0
     grace_s: float = 10.0
+    # On SIGTERM: seconds of NOT_SERVING while still serving, before the drain
+    # (load balancers and client-side health checks move away first).
+    drain_delay_s: float = 0.0
     # Server processes sharing the port (SO_REUSEPORT) under one supervisor.
     workers: int = 1
     backend_timeout_s: float = 2.0

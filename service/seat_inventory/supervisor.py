@@ -163,6 +163,7 @@ class Supervisor:
     workers: list[_Worker] = field(default_factory=list)
     port: int = 0
     _stop_signal: int | None = field(default=None, init=False)
+    _stopping: list[_Worker] = field(default_factory=list, init=False)
 
     def run(self) -> int:
         try:
@@ -187,8 +188,14 @@ class Supervisor:
         self.request_stop(signum)
 
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
-        """What SIGTERM/SIGINT do: drain and stop every worker, then return."""
+        """What SIGTERM/SIGINT do: drain and stop every worker, then return. Once
+        the workers are stopping, a signal is passed on to them (a second one ends
+        their drain delay early)."""
         self._stop_signal = signum
+        for worker in self._stopping:
+            if worker.proc is not None and worker.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.proc.send_signal(signal.SIGTERM)
 
     def _supervise(self) -> int:
         log.info(
@@ -232,6 +239,7 @@ class Supervisor:
                 "stopping workers",
                 signal=signal.Signals(self._stop_signal).name,
                 grace_s=self.settings.grace_s,
+                drain_delay_s=self.settings.drain_delay_s,
             )
         clean = self._stop_all()
         log.info("supervisor stopped", clean=clean)
@@ -320,7 +328,11 @@ class Supervisor:
             assert worker.proc is not None
             with contextlib.suppress(ProcessLookupError):
                 worker.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.grace_s + self.policy.stop_margin_s
+        self._stopping = live
+        settings = self.settings
+        deadline = (
+            time.monotonic() + settings.drain_delay_s + settings.grace_s + self.policy.stop_margin_s
+        )
         clean = True
         for worker in live:
             assert worker.proc is not None

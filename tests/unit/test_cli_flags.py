@@ -115,3 +115,17 @@ def test_redis_batch_linger_reaches_the_settings(monkeypatch: pytest.MonkeyPatch
     assert cli._settings(parse(["--redis-batch-linger", "0"])).redis_batch_linger_s == 0
     with pytest.raises(SystemExit):
         parse(["--redis-batch-linger", "-1"])
+
+
+def test_drain_delay_reaches_the_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SEAT_INVENTORY_DRAIN_DELAY", raising=False)
+    assert cli._settings(parse([])).drain_delay_s == 0.0
+    assert cli._settings(parse(["--drain-delay", "7.5"])).drain_delay_s == 7.5
+    monkeypatch.setenv("SEAT_INVENTORY_DRAIN_DELAY", "3")
+    assert cli._settings(parse([])).drain_delay_s == 3.0
+    with pytest.raises(SystemExit) as exited:
+        parse(["--drain-delay", "-1"])
+    assert exited.value.code == 2
+    assert "--drain-delay" in capsys.readouterr().err

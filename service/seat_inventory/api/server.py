@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from typing import Any, cast
 
@@ -128,6 +129,10 @@ def auth_interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
             open_services=(health.SERVICE_NAME, reflection.SERVICE_NAME),
         )
     ]
+
+
+# A signal this long after the first one cuts the drain delay short.
+SECOND_SIGNAL_AFTER_S = 1.0
 
 
 class DrainingHealth(health_pb2_grpc.HealthServicer):
@@ -285,14 +290,33 @@ class Server:
                 log.info("health", serving=ok)
             await asyncio.sleep(self.app.settings.health_interval_s)
 
-    async def stop(self, grace_s: float | None = None) -> None:
+    async def stop(
+        self,
+        grace_s: float | None = None,
+        *,
+        drain_delay_s: float = 0.0,
+        cut_short: asyncio.Event | None = None,
+    ) -> None:
         """Drain: NOT_SERVING first, then let in-flight calls finish within the grace.
+
+        With a ``drain_delay_s``, the server goes on serving that long while its
+        health says NOT_SERVING, so that load balancers and clients' health
+        checks move their calls elsewhere before it refuses any; ``cut_short``
+        (a second signal) ends the delay early.
 
         grpc stops taking calls at once: a call arriving later gets UNAVAILABLE,
         one that had arrived but not yet started gets CANCELLED (grpc/grpc#41785);
         neither has run. Calls already running finish; past the grace they are
         cancelled."""
         await self.health.enter_graceful_shutdown()
+        if drain_delay_s > 0:
+            log.info("NOT_SERVING; still serving before the drain", drain_delay_s=drain_delay_s)
+            early = cut_short or asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_delay_s):
+                    await early.wait()
+            if early.is_set():
+                log.info("drain delay cut short")
         # Streams never finish by themselves: end them now with UNAVAILABLE
         # SERVER_DRAINING (resume from your last cursor) instead of cutting
         # them off when the grace runs out.
@@ -304,10 +328,25 @@ class Server:
         await self.app.close()
 
     async def serve_until_signalled(self) -> None:
-        stop = asyncio.Event()
+        """Serve until SIGTERM/SIGINT, then drain; a second signal ends the drain
+        delay early. Only one coming a second or more after the first counts: the
+        same stop often arrives twice at once (Ctrl-C reaches every process of the
+        group, systemd signals the whole cgroup, and the supervisor passes it on)."""
+        stop, again = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
+        first_at = 0.0
+
+        def on_signal() -> None:
+            nonlocal first_at
+            if not stop.is_set():
+                first_at = loop.time()
+                stop.set()
+            elif loop.time() - first_at >= SECOND_SIGNAL_AFTER_S:
+                again.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         await stop.wait()
-        log.info("shutting down", grace_s=self.app.settings.grace_s)
-        await self.stop()
+        settings = self.app.settings
+        log.info("shutting down", grace_s=settings.grace_s, drain_delay_s=settings.drain_delay_s)
+        await self.stop(drain_delay_s=settings.drain_delay_s, cut_short=again)
