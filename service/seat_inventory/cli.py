@@ -346,13 +346,18 @@ def _serve(args: argparse.Namespace) -> int:
 async def _run_server(
     settings: Settings, *, on_serving: Callable[[int], None] | None = None
 ) -> int:
-    """Serve until SIGTERM/SIGINT; ``on_serving`` (a --workers worker) hears the port."""
+    """Serve until SIGTERM/SIGINT; ``on_serving`` (a --workers worker) hears the port.
+    SIGHUP reloads the principals file (one arriving before the server serves is
+    acted on once it does; its default would end the process)."""
     import structlog
 
-    from .api.server import Server
+    from .api.server import EarlyHangup, Server
     from .bootstrap import build
     from .domain.errors import InventoryError
 
+    # SIGHUP before the server takes it over: remembered, and acted on then (a
+    # reload asked while the file was being read must not be lost).
+    early_hangup = EarlyHangup()
     log = structlog.get_logger("seat_inventory")
     problem = _security_problem(settings)
     if problem is not None:
@@ -392,7 +397,7 @@ async def _run_server(
     tune_gc(settings.gc_threshold)  # everything built so far lives as long as the process
     if on_serving is not None:
         on_serving(port)
-    await server.serve_until_signalled()
+    await server.serve_until_signalled(early_hangup)
     log.info("stopped")
     return 0
 

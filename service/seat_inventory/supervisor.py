@@ -164,6 +164,7 @@ class Supervisor:
     port: int = 0
     _stop_signal: int | None = field(default=None, init=False)
     _stopping: list[_Worker] = field(default_factory=list, init=False)
+    _reload_requested: bool = field(default=False, init=False)
 
     def run(self) -> int:
         try:
@@ -176,6 +177,7 @@ class Supervisor:
             previous = {
                 sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
             }
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_reload)
             try:
                 return self._supervise()
             finally:
@@ -186,6 +188,21 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.request_stop(signum)
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        """SIGHUP: every live worker is to reload its principals file (passed on
+        from the supervising loop, not from inside the signal handler)."""
+        self._reload_requested = True
+
+    def _pass_reload_on(self) -> None:
+        self._reload_requested = False
+        pids = []
+        for worker in self.workers:
+            if worker.proc is not None and worker.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.proc.send_signal(signal.SIGHUP)
+                    pids.append(worker.proc.pid)
+        log.info("reload passed on to the workers", pids=pids)
 
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
         """What SIGTERM/SIGINT do: drain and stop every worker, then return. Once
@@ -211,6 +228,8 @@ class Supervisor:
         gave_up: _Worker | None = None
         while self._stop_signal is None and gave_up is None:
             time.sleep(POLL_S)
+            if self._reload_requested:
+                self._pass_reload_on()
             now = time.monotonic()
             for worker in self.workers:
                 self._check_ready(worker)
@@ -252,6 +271,10 @@ class Supervisor:
                 self.command(worker.index, write_fd),
                 stdin=subprocess.PIPE,
                 pass_fds=(write_fd,),
+                # SIGHUP ignored from the first instruction (an ignored signal
+                # stays ignored across exec): a reload sent while the worker
+                # starts must not end it. It reads the file as it starts.
+                preexec_fn=_ignore_sighup,
             )
         except OSError as exc:
             os.close(read_fd)
@@ -355,6 +378,10 @@ class Supervisor:
 def supervise(settings: Settings) -> int:
     """Run ``settings.workers`` workers until SIGTERM/SIGINT; the exit code."""
     return Supervisor(settings).run()
+
+
+def _ignore_sighup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -81,6 +81,14 @@ class Authenticator:
     def __init__(self, credentials: Iterable[_Credential]) -> None:
         self._credentials = tuple(credentials)
 
+    @property
+    def principal_count(self) -> int:
+        return len({c.principal.name for c in self._credentials})
+
+    @property
+    def token_count(self) -> int:
+        return len(self._credentials)
+
     def authenticate(self, token: str | None, now: float | None = None) -> Principal:
         """The token's principal; Unauthenticated when it is missing, unknown or expired."""
         if not token:
@@ -253,6 +261,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._auth = authenticator
         self._roles = dict(roles)
         self._open = frozenset(open_services)
+
+    def replace(self, authenticator: Authenticator) -> None:
+        """Authenticate calls from now on with ``authenticator`` (a reloaded file);
+        calls already admitted keep their principal."""
+        self._auth = authenticator
 
     async def intercept_service(
         self,

@@ -19,7 +19,7 @@ from ..bootstrap import App
 from ..config import Settings
 from ..domain.errors import InventoryError
 from .admin_servicer import InventoryAdminServicer
-from .auth import AuthInterceptor, load_principals
+from .auth import AuthInterceptor, PrincipalsError, load_principals
 from .calls import CallGuard
 from .inventory_servicer import SeatInventoryServicer
 from .metrics import MetricsEndpoint, serve_metrics
@@ -131,6 +131,19 @@ def auth_interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
     ]
 
 
+class EarlyHangup:
+    """SIGHUP caught from construction until the server takes it over: remembered,
+    so that a reload asked for while the principals file was being read is done
+    once the server serves (SIGHUP's default action would end the process)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        signal.signal(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self, signum: int, frame: object) -> None:
+        self.seen = True
+
+
 # A signal this long after the first one cuts the drain delay short.
 SECOND_SIGNAL_AFTER_S = 1.0
 
@@ -215,8 +228,9 @@ class Server:
         self.app = app
         settings = app.settings
         self.health = DrainingHealth()
+        self._interceptors = auth_interceptors(settings)
         self._server = grpc.aio.server(
-            options=server_options(settings), interceptors=auth_interceptors(settings)
+            options=server_options(settings), interceptors=self._interceptors
         )
         guard = CallGuard(
             app.metrics,
@@ -327,7 +341,29 @@ class Server:
             await asyncio.to_thread(self.metrics_endpoint.stop)
         await self.app.close()
 
-    async def serve_until_signalled(self) -> None:
+    def reload_principals(self) -> bool:
+        """Read the principals file again (SIGHUP) and authenticate with it from now
+        on; a file that cannot be used is refused with a log line and the previous
+        principals stay. True when the new file is in force."""
+        path = self.app.settings.principals_file
+        auth = next((i for i in self._interceptors if isinstance(i, AuthInterceptor)), None)
+        if not path or auth is None:
+            log.info("reload asked; no principals file to reload (authentication is off)")
+            return False
+        try:
+            authenticator = load_principals(path)
+        except PrincipalsError as exc:
+            log.error("principals file not reloaded; the previous principals stay", error=str(exc))  # noqa: TRY400 - expected, no traceback
+            return False
+        auth.replace(authenticator)
+        log.info(
+            "principals reloaded",
+            principals=authenticator.principal_count,
+            tokens=authenticator.token_count,
+        )
+        return True
+
+    async def serve_until_signalled(self, early_hangup: EarlyHangup | None = None) -> None:
         """Serve until SIGTERM/SIGINT, then drain; a second signal ends the drain
         delay early. Only one coming a second or more after the first counts: the
         same stop often arrives twice at once (Ctrl-C reaches every process of the
@@ -346,6 +382,9 @@ class Server:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_principals)
+        if early_hangup is not None and early_hangup.seen:
+            self.reload_principals()
         await stop.wait()
         settings = self.app.settings
         log.info("shutting down", grace_s=settings.grace_s, drain_delay_s=settings.drain_delay_s)
