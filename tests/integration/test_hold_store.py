@@ -279,3 +279,63 @@ async def test_real_ttl_frees_seats_without_a_clock(raw_redis: aioredis.Redis) -
     await holds.reserve(request(("A1",), holder="bob"))
     with pytest.raises(HoldNotFound):
         await holds.extend(EVENT, hold.hold_id, "alice", 1_000)
+
+
+async def held_index(raw_redis: aioredis.Redis) -> dict[str, float]:
+    return {
+        (seat.decode() if isinstance(seat, bytes) else seat): score
+        for seat, score in await raw_redis.zrange("{e:ev1}:held", 0, -1, withscores=True)
+    }
+
+
+async def test_the_held_index_follows_every_change(
+    store: RedisHoldStore, clock: FakeClock, raw_redis: aioredis.Redis
+) -> None:
+    """Snapshots read held seats from an index (seat -> expiry, inf while pinned):
+    reserve, extend, claim, finalize, release, abort and expiry keep it exact,
+    and a sweep leaves no entry of a lapsed hold behind."""
+    confirmed = await store.reserve(request(("A1", "A2")))
+    released = await store.reserve(request(("A3",)))
+    aborted = await store.reserve(request(("A4",)))
+    await store.reserve(request(("A5",), ttl_ms=1_000))
+    assert (await store.live_state(EVENT)).held == {"A1", "A2", "A3", "A4", "A5"}
+    extended = await store.extend(EVENT, confirmed.hold_id, "alice", 8_000)
+    assert (await held_index(raw_redis))["A1"] == extended.expires_at_ms
+
+    await store.claim(EVENT, confirmed.hold_id, "alice")
+    await store.claim(EVENT, aborted.hold_id, "alice")
+    assert await store.release(EVENT, released.hold_id, "alice") is True
+    clock.advance(10_000)  # past every expiry: only the pinned seats stay held
+    state = await store.live_state(EVENT)
+    assert state.held == {"A1", "A2", "A4"}
+    index = await held_index(raw_redis)
+    assert index["A1"] == index["A4"] == float("inf")
+    assert "A3" not in index
+
+    await store.finalize(EVENT, confirmed.hold_id, ("A1", "A2"))
+    await store.abort_confirm(EVENT, aborted.hold_id)
+    state = await store.live_state(EVENT)
+    assert state.held == set()
+    assert state.booked == {"A1", "A2", "A10"}
+    assert set(await held_index(raw_redis)) == {"A5"}  # lapsed by the clock, not swept yet
+    await store.expire_due(EVENT)
+    assert await held_index(raw_redis) == {}
+
+
+async def test_holds_from_before_the_index_are_indexed_on_the_first_snapshot(
+    store: RedisHoldStore, raw_redis: aioredis.Redis
+) -> None:
+    """Data written by a version without the index (no index key, no flag in the
+    meta hash): the first snapshot reads every hold once, builds the index, and
+    reports the held and pinned seats all the same."""
+    await store.reserve(request(("A1", "A2")))
+    pinned = await store.reserve(request(("A3",)))
+    await store.claim(EVENT, pinned.hold_id, "alice")
+    await raw_redis.delete("{e:ev1}:held")
+    await raw_redis.hdel("{e:ev1}:meta", "held_index")
+    assert (await store.live_state(EVENT)).held == {"A1", "A2", "A3"}
+    index = await held_index(raw_redis)
+    assert set(index) == {"A1", "A2", "A3"}
+    assert index["A3"] == float("inf")
+    await store.reserve(request(("A4",)))
+    assert (await store.live_state(EVENT)).held == {"A1", "A2", "A3", "A4"}

@@ -23,6 +23,23 @@ local NOW = clock_now()
 local function seat_key(seat) return PREFIX .. ':seat:' .. seat end
 local function hold_key(hold) return PREFIX .. ':hold:' .. hold end
 
+-- The held seats, for snapshots: a ZSET seat -> its hold's expiry ('+inf'
+-- while pinned by a Confirm), written wherever a seat key is set or deleted.
+-- A seat is held when its score is later than now, so seat keys that lapse by
+-- TTL drop out by themselves (expire_due removes their entries). The seat
+-- keys decide every reservation; this index only spares a snapshot a read of
+-- every hold and seat key.
+local K_HELD = PREFIX .. ':held'
+
+local function index_held(seats, score)
+  local args = {}
+  for _, seat in ipairs(seats) do
+    args[#args + 1] = score
+    args[#args + 1] = seat
+  end
+  if #args > 0 then redis.call('ZADD', K_HELD, unpack(args)) end
+end
+
 local function split(csv)
   local out = {}
   if not csv or csv == '' then return out end  -- nil, or false: a missing key or field
@@ -63,6 +80,7 @@ local function free_seats(hold, seats)
       local owner = parse_seat(value)
       if owner == hold then
         redis.call('DEL', key)
+        redis.call('ZREM', K_HELD, seat)
         if redis.call('SISMEMBER', K_SOLD, seat) == 0 then freed[#freed + 1] = seat end
       end
     elseif redis.call('SISMEMBER', K_SOLD, seat) == 0 then

@@ -11,9 +11,11 @@ if h.state == 'released' then return {'NOT_FOUND'} end
 if h.state == 'held' then
   local deadline = math.max(h.exp, NOW + tonumber(ARGV[6]))
   local value = hold .. '|0'
-  for _, seat in ipairs(split(h.seats)) do
+  local seats = split(h.seats)
+  for _, seat in ipairs(seats) do
     redis.call('SET', seat_key(seat), value)  -- no PX: pinned until finalize or repair
   end
+  index_held(seats, '+inf')
   redis.call('HSET', KEYS[6], 'state', 'confirming', 'confirm_deadline', deadline)
   redis.call('ZADD', K_DEADLINES, deadline, hold)
   -- still the holder's seats until finalize or repair

@@ -8,9 +8,11 @@ if h.state == 'confirming' then return {'CONFIRMING'} end
 
 local exp = math.min(NOW + tonumber(ARGV[6]), h.cap)
 local value = hold .. '|' .. exp
-for _, seat in ipairs(split(h.seats)) do
+local seats = split(h.seats)
+for _, seat in ipairs(seats) do
   redis.call('SET', seat_key(seat), value, 'PX', exp - NOW)
 end
+index_held(seats, exp)
 redis.call('HSET', KEYS[6], 'expires_at', exp)
 redis.call('ZADD', K_DEADLINES, exp, hold)
 redis.call('ZADD', holder_key(h.principal, h.owner), 'XX', exp, hold)  -- counts until then

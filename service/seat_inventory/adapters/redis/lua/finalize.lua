@@ -12,7 +12,10 @@ local booked = {}
 for _, seat in ipairs(split(ARGV[5])) do
   if redis.call('SADD', K_SOLD, seat) == 1 then booked[#booked + 1] = seat end
   local value = redis.call('GET', seat_key(seat))
-  if value and parse_seat(value) == hold then redis.call('DEL', seat_key(seat)) end
+  if value and parse_seat(value) == hold then
+    redis.call('DEL', seat_key(seat))
+    redis.call('ZREM', K_HELD, seat)
+  end
 end
 redis.call('DEL', hold_key(hold))
 redis.call('ZREM', K_DEADLINES, hold)

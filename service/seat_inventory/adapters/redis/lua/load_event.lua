@@ -19,5 +19,6 @@ end
 redis.call('DEL', K_SOLD, K_FEED)
 add_range(K_SEATS, first_seat, first_sold - 1)
 add_range(K_SOLD, first_sold, #ARGV)
-redis.call('HSET', K_META, 'epoch', ARGV[4], 'loaded_at', NOW)
+-- the held-seats index starts complete: no seat is held in a freshly loaded event
+redis.call('HSET', K_META, 'epoch', ARGV[4], 'loaded_at', NOW, 'held_index', '1')
 return {'OK'}

@@ -57,6 +57,7 @@ local value = hold .. '|' .. exp
 for _, seat in ipairs(seats) do
   redis.call('SET', seat_key(seat), value, 'PX', ttl)
 end
+index_held(seats, exp)
 local csv = table.concat(seats, ',')
 redis.call('HSET', K_HOLD, 'holder', holder, 'principal', principal, 'seats', csv,
   'expires_at', exp, 'created_at', NOW, 'cap', NOW + lifetime, 'state', 'held')
