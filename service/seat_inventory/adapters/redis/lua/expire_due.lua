@@ -57,17 +57,14 @@ end
 -- free, seats another hold took since or sold stay as they are; each seat is
 -- reported once. Nothing between these reads and the writes below changes a
 -- seat key (no other hold of this batch owns one of these).
-local candidates, seen, dead_seats = {}, {}, {}
+local candidates, seen = {}, {}
 for i = 1, #seat_keys, SLICE do
   local last = math.min(i + SLICE - 1, #seat_keys)
   local values = redis.call('MGET', unpack(seat_keys, i, last))
   for j = 1, last - i + 1 do
     local k, value = i + j - 1, values[j]
     local mine = value and parse_seat(value) == owners[k]
-    if mine then
-      dead_keys[#dead_keys + 1] = seat_keys[k]
-      dead_seats[#dead_seats + 1] = seat_ids[k]
-    end
+    if mine then dead_keys[#dead_keys + 1] = seat_keys[k] end
     if (mine or not value) and not seen[seat_ids[k]] then
       seen[seat_ids[k]] = true
       candidates[#candidates + 1] = seat_ids[k]
@@ -84,8 +81,9 @@ for i = 1, #candidates, SLICE do
 end
 
 each_slice('DEL', nil, dead_keys)
-each_slice('ZREM', K_HELD, dead_seats)
--- and the entries of seat keys that lapsed by TTL before this sweep
+-- The held-seats index: every due hold's seats score at most now, as do seat
+-- keys that lapsed by TTL earlier; a seat held again since scores later and
+-- stays. One range removal, not one per seat.
 redis.call('ZREMRANGEBYSCORE', K_HELD, '-inf', NOW)
 if #confirming == 0 then
   -- The due holds are the first #due by rank: drop them in one step.
