@@ -45,7 +45,9 @@ def _describe_error(err: Any) -> str:
                 detail.Unpack(info)
                 reason = info.reason
                 if "seat_ids" in info.metadata:
-                    extra = f" (seats: {info.metadata['seat_ids']})"
+                    more = info.metadata.get("seat_ids_omitted")
+                    tail = f" and {more} more" if more else ""
+                    extra = f" (seats: {info.metadata['seat_ids']}{tail})"
     code = err.code().name
     label = f"{code} {reason}" if reason and reason != code else code
     return f"error: {label}: {err.details()}{extra}"
