@@ -110,7 +110,35 @@ async def _redis_findings(
         owner, _, expires = value.partition("|")
         if (expires == "0" or int(expires) > now) and seat not in live.get(owner, ()):
             out.violations += [f"seat {seat} is taken by {owner}, which is not a live hold of it"]
+    out.violations += await _held_index_findings(redis_url, event_id, seats)
     return sold
+
+
+async def _held_index_findings(redis_url: str, event_id: str, seats: list[str]) -> list[str]:
+    """The held-seats index that snapshots read says what the seat keys say: a
+    seat is in it with a later score exactly when its seat key is live, with
+    inf exactly when pinned. Read in one MULTI, so no key lapses in between."""
+    keys = EventKeys(event_id)
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with redis.pipeline(transaction=True) as tx:
+            tx.time()
+            tx.zrange(f"{keys.prefix}:held", 0, -1, withscores=True)
+            tx.mget([keys.seat(s) for s in seats])
+            (seconds, micros), index, values = await tx.execute()
+    finally:
+        await redis.aclose()
+    now = int(seconds) * 1000 + int(micros) // 1000
+    scores = {seat: score for seat, score in index}
+    found = []
+    for seat, value in zip(seats, values, strict=True):
+        expires = int(value.partition("|")[2]) if value is not None else None
+        by_key = expires is not None and (expires == 0 or expires > now)
+        score = scores.get(seat)
+        by_index = score is not None and score > now
+        if by_key != by_index or (by_key and (expires == 0) != (score == float("inf"))):
+            found.append(f"seat {seat}: seat key {value!r}, held index {score!r} (now {now})")
+    return found
 
 
 async def check_invariants(
