@@ -237,3 +237,31 @@ async def test_contention_never_double_holds(live: Running, redis_url: str) -> N
         owner = value.split("|")[0]
         assert sum(1 for _, h in winners if h.hold_id == owner) == 1
     await client.aclose()
+
+
+async def test_concurrent_snapshots_share_reads_and_see_every_earlier_write(
+    live: Running,
+) -> None:
+    """200 GetAvailability calls at once, with Reserves among them: calls that
+    arrive while a read of the event is in flight share the next one (measured
+    here: 164-180 reads for 220 snapshots; many more share when a read is slow),
+    and a caller that saw its Reserve succeed always finds those seats HELD in
+    its next GetAvailability."""
+    event_id = await create_event(live.admin, n=5_000)
+    shared = live.server.app.inventory.live_reads
+    before = shared.reads
+
+    async def look() -> int:
+        return len(await statuses(live, event_id))
+
+    async def reserve_then_look(i: int) -> None:
+        await live.inventory.Reserve(reserve_req(event_id, [f"A-{i}"], holder=f"h{i}"), timeout=10)
+        assert (await statuses(live, event_id))[f"A-{i}"] == HELD
+
+    looks = [look() for _ in range(200)]
+    writes = [reserve_then_look(i) for i in range(1, 21)]
+    sizes = await asyncio.gather(*looks, *writes)
+    reads = shared.reads - before
+    print(f"\n220 snapshots answered with {reads} live-state reads")
+    assert all(size == 5_000 for size in sizes[:200])
+    assert reads <= 200

@@ -24,6 +24,7 @@ from ..domain.policy import (
 )
 from .catalog import EventCatalog
 from .ports import HoldStore, LiveState, ReserveRequest
+from .shared_reads import SharedReads
 from .telemetry import NO_TELEMETRY, Telemetry
 
 __all__ = ["InventoryService", "hold_event"]
@@ -49,6 +50,11 @@ class InventoryService:
         self._catalog = catalog
         self._limits = limits
         self._telemetry = telemetry
+        # Snapshots of one event asked for together share their Redis calls.
+        self.live_reads: SharedReads[str, LiveState] = SharedReads(self._read_live)
+
+    async def _read_live(self, event_id: str) -> LiveState:
+        return await self._catalog.loaded(event_id, lambda: self._holds.live_state(event_id))
 
     async def reserve(
         self,
@@ -132,7 +138,7 @@ class InventoryService:
         check_event_id(v, event_id)
         v.raise_if_any()
         event = await self._catalog.get(event_id)
-        live = await self._catalog.loaded(event_id, lambda: self._holds.live_state(event_id))
+        live = await self.live_reads.get(event_id)
         return event, live
 
     async def availability(self, event_id: str) -> Availability:
