@@ -128,11 +128,7 @@ async def test_a_second_sigterm_to_the_supervisor_cuts_the_workers_delay_short(
         assert server.proc is not None
         # start() returns once one worker serves; a worker still starting when the
         # SIGTERM comes just exits (it has nothing in flight), so wait for both.
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                if "all workers serving" in server.logs(tail_lines=10_000):
-                    break
-                await asyncio.sleep(0.05)
+        await server.wait_logged("all workers serving", WAIT_S)
         async with grpc.aio.insecure_channel(server.target) as channel:
             event_id = await create_event(inventory_admin_pb2_grpc.InventoryAdminStub(channel), 10)
             server.proc.send_signal(signal.SIGTERM)

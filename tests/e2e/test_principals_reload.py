@@ -65,14 +65,6 @@ async def until_code(target: str, token: str, code: grpc.StatusCode) -> None:
             await asyncio.sleep(0.05)
 
 
-async def until_logged(server: ServerProcess, text: str) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            if text in server.logs(tail_lines=10_000):
-                return
-            await asyncio.sleep(0.05)
-
-
 async def test_sighup_swaps_the_tokens_and_a_broken_file_changes_nothing(
     redis_url: str, postgres_url: str, tmp_path: Path, tokens: dict[str, str]
 ) -> None:
@@ -97,7 +89,7 @@ async def test_sighup_swaps_the_tokens_and_a_broken_file_changes_nothing(
         # A broken file: refused, logged, the principals in force stay.
         path.write_text('[[principals]]\nname = "shop"\nroles = ["client"]\ntokens = ["plain"]\n')
         server.proc.send_signal(signal.SIGHUP)
-        await until_logged(server, "principals file not reloaded")
+        await server.wait_logged("principals file not reloaded", WAIT_S)
         assert server.running
         assert (await code_of(server.target, tokens["new"]))[0] == authenticated
         assert (await code_of(server.target, tokens["old"]))[0] == refused
@@ -128,7 +120,7 @@ async def test_sighup_without_principals_is_logged_and_harmless(
         await server.start()
         assert server.proc is not None
         server.proc.send_signal(signal.SIGHUP)
-        await until_logged(server, "no principals file to reload")
+        await server.wait_logged("no principals file to reload", WAIT_S)
         assert server.running
         assert await server.stop() == 0
     finally:

@@ -146,6 +146,14 @@ class ServerProcess:
             code = None if self.proc is None else self.proc.returncode
             raise RuntimeError(f"server exited {when} (exit code {code})\n{self.logs()}")
 
+    async def wait_logged(self, text: str, timeout_s: float = 15.0) -> None:
+        """Until ``text`` appears in what the server has logged."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                if text in self.logs(tail_lines=100_000):
+                    return
+                await asyncio.sleep(0.05)
+
     async def wait_exit(self, timeout_s: float = 10.0) -> int:
         """The exit code, once the process has exited by itself."""
         assert self.proc is not None, "never started"
