@@ -464,6 +464,8 @@ class Bench:
         )
         if server != "redis":
             run.extra["redis_cpu"] = self.sampler.rate("redis", *result["window"])
+        if server != "postgres" and "postgres" in self.sampler.procs:
+            run.extra["pg_cpu"] = self.sampler.rate("postgres", *result["window"])
         self.log(
             f"  {label:<34} {run.rps:>9.0f}/s  ok {run.ok:>6}/{run.calls:<6} "
             f"p50 {run.p50_ms or 0:>6.1f} ms  gen {run.gen_cpu:.2f}  srv {run.srv_cpu:.2f} cores"
@@ -1225,8 +1227,8 @@ def commit() -> str:
 def table(bench: Bench) -> str:
     lines = [
         "| row | median | ratio (median of run-for-run) | ok % | p50 ms | p99 ms "
-        "| generator CPU | server CPU | Redis CPU |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| generator CPU | server CPU | Redis CPU | PostgreSQL CPU |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in bench.order:
         row = bench.rows[name]
@@ -1244,7 +1246,7 @@ def table(bench: Bench) -> str:
             f"| {name} | {fmt(row.median('rps'))} /s | {ratio}{extra} | {ok:.0f} "
             f"| {fmt(row.median('p50_ms'), 1)} | {fmt(row.median('p99_ms'), 1)} "
             f"| {fmt(row.median('gen_cpu'), 2)} | {fmt(row.median('srv_cpu'), 2)} "
-            f"| {fmt(row.extra_median('redis_cpu'), 2)} |"
+            f"| {fmt(row.extra_median('redis_cpu'), 2)} | {fmt(row.extra_median('pg_cpu'), 2)} |"
         )
     return "\n".join(lines)
 

@@ -3,7 +3,8 @@
 It opens its transaction behind the pool's back, so every way out of it must
 leave the pool a connection outside any transaction and the event's fence
 free: a cancelled commit (during the claim, or while waiting for the fence),
-a connection lost during the claim or before COMMIT. The fence it takes must
+a connection lost during the claim or inside the one message that inserts
+the booking and commits. The fence it takes must
 be the one reloads take exclusively, also for event ids it cannot put in the
 SQL text.
 """
@@ -11,15 +12,19 @@ SQL text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from seat_inventory.adapters.sql import SqlEventRepository, _pg_booking, make_engine, migrate
-from seat_inventory.domain.errors import BackendUnavailable
+from seat_inventory.domain.errors import BackendUnavailable, SeatsUnavailable
 from seat_inventory.domain.model import Booking, Event, SeatSpec
 from seat_inventory.service_layer.ports import EventSnapshot
 
@@ -214,25 +219,163 @@ async def test_a_connection_lost_during_the_claim_is_unavailable_and_replaced(
         await assert_clean_and_usable(repo, inspector, event, "S4")
 
 
-async def test_a_connection_lost_before_commit_is_unavailable_and_writes_nothing(
-    repo: SqlEventRepository, inspector: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+@contextlib.asynccontextmanager
+async def seat_booked_uncommitted(
+    inspector: asyncpg.Connection, event: Event, seat: str
+) -> AsyncIterator[asyncpg.transaction.Transaction]:
+    """Another session's booking of ``seat``, inserted and not yet committed:
+    a booking of that seat waits for it inside its one insert-and-commit
+    message. The caller commits it or lets it roll back."""
+    tx = inspector.transaction()
+    await tx.start()
+    try:
+        await inspector.execute(
+            "INSERT INTO bookings (booking_id, event_id, hold_id, holder_id, order_ref,"
+            " seat_ids, status, confirmed_at_ms) VALUES ($1, $2, $3, 'bob', '', $4, 1, 1)",
+            "bk_other" + uuid.uuid4().hex[:12],
+            event.event_id,
+            "h.other" + uuid.uuid4().hex,
+            seat,
+        )
+        await inspector.execute(
+            "INSERT INTO booked_seats (event_id, seat_id, booking_id)"
+            " SELECT event_id, $2, booking_id FROM bookings WHERE event_id = $1 AND holder_id = 'bob'",
+            event.event_id,
+            seat,
+        )
+        yield tx
+    finally:
+        if inspector.is_in_transaction():
+            await tx.rollback()
+
+
+async def insert_waiting(inspector: asyncpg.Connection) -> None:
+    """Until a session of this database waits for a transaction to end (a row lock)."""
+    for _ in range(1000):
+        if await inspector.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'transactionid' AND NOT l.granted"
+            " AND a.datname = current_database()"
+        ):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no insert waiting")
+
+
+async def test_a_connection_lost_inside_the_booking_message_is_unavailable_and_writes_nothing(
+    repo: SqlEventRepository, inspector: asyncpg.Connection, migrated: str
 ) -> None:
+    """Insert and COMMIT travel in one message; the session dying while that
+    message waits leaves no booking, no fence and a replaced connection."""
+    killer = await asyncpg.connect(migrated)
     event = await make_event(repo)
-    booking = make_booking(event, "S5")
-    insert = _pg_booking.PgBooking.insert
+    booking = make_booking(event, "S5", "S0")
+    try:
+        async with asyncio.timeout(10):
+            async with seat_booked_uncommitted(inspector, event, "S5"):
+                writer = asyncio.create_task(commit(repo, booking))
+                await insert_waiting(killer)
+                assert await kill_fence_holders(killer) == 1
+                with pytest.raises(BackendUnavailable):
+                    await writer
+            assert await repo.booking_by_hold(booking.hold_id) is None
+            await assert_clean_and_usable(repo, inspector, event, "S5", "S0")
+    finally:
+        await killer.close()
 
-    async def insert_then_die(self: _pg_booking.PgBooking, b: Booking) -> list[str]:
-        taken = await insert(self, b)
-        assert await kill_fence_holders(inspector) == 1
-        return taken
 
-    monkeypatch.setattr(_pg_booking.PgBooking, "insert", insert_then_die)
-    async with asyncio.timeout(10):
-        with pytest.raises(BackendUnavailable):
-            await commit(repo, booking)
-        monkeypatch.undo()
-        assert await repo.booking_by_hold(booking.hold_id) is None
-        await assert_clean_and_usable(repo, inspector, event, "S5")
+async def test_a_commit_cancelled_inside_the_booking_message_is_all_or_nothing(
+    repo: SqlEventRepository, inspector: asyncpg.Connection, migrated: str
+) -> None:
+    """The caller's deadline ends the call while the one insert-and-COMMIT
+    message waits for a lock. Like a commit cancelled during its COMMIT, its
+    outcome is unknown to the caller: the server may finish the message after
+    the call is gone. What must hold: the booking is there whole or not at all,
+    the fence is free, the pool's connection is replaced, and a retry of the
+    same hold answers that outcome (the booking, or a fresh commit)."""
+    watcher = await asyncpg.connect(migrated)
+    event = await make_event(repo)
+    booking = make_booking(event, "S6", "S3")
+    try:
+        async with asyncio.timeout(10):
+            async with seat_booked_uncommitted(inspector, event, "S6"):
+                writer = asyncio.create_task(commit(repo, booking))
+                await insert_waiting(watcher)
+                writer.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await writer
+            for _ in range(1000):  # the dropped session finishes or aborts
+                if not await leftovers(watcher):
+                    break
+                await asyncio.sleep(0.01)
+            stored = await repo.booking_by_hold(booking.hold_id)
+            assert stored in (None, booking)
+            seats = await watcher.fetch(
+                "SELECT seat_id FROM booked_seats WHERE event_id = $1 ORDER BY seat_id",
+                event.event_id,
+            )
+            assert [r["seat_id"] for r in seats] == ([] if stored is None else ["S3", "S6"])
+            again = dataclasses.replace(booking, booking_id="bk_" + uuid.uuid4().hex[:20])
+            answer = await commit(repo, again)
+            assert answer == ((booking, False) if stored is not None else (again, True))
+            await assert_clean_and_usable(repo, inspector, event, "S7")
+    finally:
+        await watcher.close()
+
+
+@pytest.mark.parametrize("other_commits", [True, False])
+async def test_a_booking_waiting_on_another_for_a_seat_gets_what_that_one_left(
+    repo: SqlEventRepository, inspector: asyncpg.Connection, migrated: str, other_commits: bool
+) -> None:
+    """The other booking commits: this one fails on the seat's key, goes back to
+    its savepoint and reports the seat sold (nothing of it stays). It rolls
+    back: this one goes in whole, in its one message."""
+    watcher = await asyncpg.connect(migrated)
+    event = await make_event(repo)
+    booking = make_booking(event, "S7", "S2")
+    try:
+        async with asyncio.timeout(10):
+            async with seat_booked_uncommitted(inspector, event, "S7") as other:
+                writer = asyncio.create_task(commit(repo, booking))
+                await insert_waiting(watcher)
+                if other_commits:
+                    await other.commit()
+            if other_commits:
+                with pytest.raises(SeatsUnavailable) as refused:
+                    await writer
+                assert refused.value.seat_ids == ("S7",)
+                assert await repo.booking_by_hold(booking.hold_id) is None
+                await assert_clean_and_usable(repo, inspector, event, "S2")
+            else:
+                assert await writer == (booking, True)
+                assert await repo.booking_by_hold(booking.hold_id) == booking
+                await assert_clean_and_usable(repo, inspector, event, "S8")
+    finally:
+        await watcher.close()
+
+
+def test_literals_are_the_values_they_spell() -> None:
+    """The escape-string form: backslashes and quotes doubled, NUL refused."""
+    assert _pg_booking._literal(None) == "NULL"
+    assert _pg_booking._literal(42) == "42"
+    assert _pg_booking._literal("it's") == "E'it''s'"
+    assert _pg_booking._literal("a\\'b") == "E'a\\\\''b'"
+    with pytest.raises(ValueError, match="NUL"):
+        _pg_booking._literal("a\x00b")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")))
+async def test_every_storable_text_reads_back_from_its_literal(
+    inspector: asyncpg.Connection, value: str
+) -> None:
+    """PostgreSQL reads each literal back as exactly the value, whatever
+    standard_conforming_strings says."""
+    for conforming in ("on", "off"):
+        await inspector.execute(f"SET standard_conforming_strings = {conforming}")
+        literal = _pg_booking._literal(value)
+        assert await inspector.fetchval(f"SELECT {literal}::text") == value
+    await inspector.execute("RESET standard_conforming_strings")
 
 
 async def test_a_pooled_connection_the_server_closed_is_replaced_before_use(

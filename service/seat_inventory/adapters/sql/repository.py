@@ -103,14 +103,14 @@ class SqlEventRepository:
     async def _commit_booking_pg(
         self, event_id: str, hold_id: str, claim: Callable[[], Awaitable[Booking]]
     ) -> tuple[Booking, bool]:
-        """``commit_booking`` in three round trips; see ``_pg_booking``."""
+        """``commit_booking`` in two round trips; see ``_pg_booking``."""
         with database_errors():
             async with booking_transaction(self._engine, event_id) as tx:
                 booking = await callback(claim())
                 if (booking.event_id, booking.hold_id) != (event_id, hold_id):
                     raise ValueError(f"claim answered a booking of another hold: {booking}")
                 try:
-                    taken = await tx.insert(booking)
+                    taken = await tx.book(booking)
                 except NotInserted:
                     existing = await tx.booking_by_hold(hold_id)
                     if existing is None:  # repair gave the hold up
