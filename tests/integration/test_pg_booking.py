@@ -239,7 +239,8 @@ async def seat_booked_uncommitted(
         )
         await inspector.execute(
             "INSERT INTO booked_seats (event_id, seat_id, booking_id)"
-            " SELECT event_id, $2, booking_id FROM bookings WHERE event_id = $1 AND holder_id = 'bob'",
+            " SELECT event_id, $2, booking_id FROM bookings"
+            " WHERE event_id = $1 AND holder_id = 'bob'",
             event.event_id,
             seat,
         )
@@ -364,7 +365,9 @@ def test_literals_are_the_values_they_spell() -> None:
         _pg_booking._literal("a\x00b")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(value=st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")))
 async def test_every_storable_text_reads_back_from_its_literal(
     inspector: asyncpg.Connection, value: str

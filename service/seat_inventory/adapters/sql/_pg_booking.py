@@ -119,9 +119,10 @@ def booking_message(row: dict[str, str | int | None], seats: list[str]) -> str:
     values = ", ".join(f"{_literal(row[c])}::{_CAST.get(c, 'text')}" for c in _COLUMNS)
     event, booking = _literal(row["event_id"]), _literal(row["booking_id"])
     seat_rows = ", ".join(f"({event}, {_literal(seat)}, {booking})" for seat in seats)
+    # Every value went through _literal (tested against PostgreSQL's own reading).
     return (
-        f"SAVEPOINT {_SAVEPOINT};"
-        f" INSERT INTO {bookings.name} ({', '.join(_COLUMNS)}) SELECT {values}"  # noqa: S608
+        f"SAVEPOINT {_SAVEPOINT};"  # noqa: S608
+        f" INSERT INTO {bookings.name} ({', '.join(_COLUMNS)}) SELECT {values}"
         f" WHERE NOT EXISTS (SELECT FROM {given_up_holds.name}"
         f" WHERE hold_id = {_literal(row['hold_id'])});"
         f" INSERT INTO {booked_seats.name} (event_id, seat_id, booking_id) VALUES {seat_rows};"
@@ -224,7 +225,9 @@ class PgBooking:
                 return []
         return await self._insert(booking, row, seats)
 
-    async def _insert(self, booking: Booking, row: dict[str, object], seats: list[str]) -> list[str]:
+    async def _insert(
+        self, booking: Booking, row: dict[str, object], seats: list[str]
+    ) -> list[str]:
         """The checked statement: whether the booking went in, and its seats."""
         args = [row[c] for c in _COLUMNS]
         record = await self._db(self._pg.fetchrow(INSERT_BOOKING, *args, seats))
