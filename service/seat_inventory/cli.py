@@ -218,7 +218,7 @@ def _serve_parser(sub: Any) -> None:
         _port_or_off,
         0,
         "serve Prometheus metrics over HTTP on this port of --metrics-host (0: off; with "
-        "--workers N, worker i uses this port + i)",
+        "--workers N, the supervisor serves every worker's, labelled by worker)",
     )
     opt(
         "--metrics-host",
@@ -344,9 +344,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run_server(
-    settings: Settings, *, on_serving: Callable[[int], None] | None = None
+    settings: Settings, *, on_serving: Callable[[int, int | None], None] | None = None
 ) -> int:
-    """Serve until SIGTERM/SIGINT; ``on_serving`` (a --workers worker) hears the port.
+    """Serve until SIGTERM/SIGINT; ``on_serving`` (a --workers worker) hears the port
+    and the metrics port (None without metrics).
     SIGHUP reloads the principals file (one arriving before the server serves is
     acted on once it does; its default would end the process)."""
     import structlog
@@ -396,7 +397,8 @@ async def _run_server(
 
     tune_gc(settings.gc_threshold)  # everything built so far lives as long as the process
     if on_serving is not None:
-        on_serving(port)
+        endpoint = server.metrics_endpoint
+        on_serving(port, None if endpoint is None else endpoint.port)
     await server.serve_until_signalled(early_hangup)
     log.info("stopped")
     return 0

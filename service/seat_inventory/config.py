@@ -73,8 +73,8 @@ class Settings:
     tls_client_ca: str | None = None
     # Serve a non-loopback address without authentication (refused otherwise).
     allow_insecure_bind: bool = False
-    # Prometheus /metrics on this port (of metrics_host); None: no metrics. A
-    # supervisor of several workers gives worker i the port metrics_port + i.
+    # Prometheus /metrics on this port (of metrics_host); None: no metrics; 0: a
+    # free port (a worker's, which its supervisor serves merged on the real one).
     metrics_port: int | None = None
     # Address the metrics listen on. Loopback by default: the endpoint takes
     # no token, so it is exposed only when the operator names an interface.

@@ -7,6 +7,8 @@ a single-process ``serve``. The supervisor holds no event loop and no backend
 connection; it only starts workers, restarts one that dies (with backoff),
 gives up when a worker cannot even start (backends unreachable, bad
 settings), and on SIGTERM/SIGINT asks every worker to drain and waits for it.
+With ``--metrics-port`` it also serves the workers' metrics as one endpoint
+(``metrics_relay``, on a thread).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from types import FrameType
 import structlog
 
 from .config import Settings
+from .metrics_relay import MetricsRelay, Target
 
 __all__ = ["Policy", "Supervisor", "refusal", "supervise"]
 
@@ -63,14 +66,12 @@ def refusal(settings: Settings) -> str | None:
 
 
 def worker_settings(settings: Settings, index: int, port: int) -> Settings:
-    """What worker ``index`` runs with: the shared port; per-process ports (metrics)
-    shifted by the index so that every worker can bind its own."""
+    """What worker ``index`` runs with: the shared port and, when metrics are on, a
+    loopback metrics port of its own choosing (the supervisor serves the one
+    asked for, merging the workers')."""
     changes: dict[str, object] = {"port": port}
-    for f in dataclasses.fields(settings):
-        per_process = f.name == "metrics_port"  # hook: add further per-process ports here
-        value = getattr(settings, f.name)
-        if per_process and isinstance(value, int) and value > 0:
-            changes[f.name] = value + index
+    if settings.metrics_port is not None:
+        changes.update(metrics_port=0, metrics_host="127.0.0.1")
     return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
 
 
@@ -130,6 +131,8 @@ class _Worker:
     deaths: int = 0  # in a row, without a stable run: drives the backoff
     startup_failures: int = 0  # in a row, without ever serving: drives giving up
     stopped_code: int | None = None
+    starts: int = 0
+    metrics_port: int | None = None  # its own /metrics, once it serves (loopback)
 
     @property
     def pid(self) -> int | None:
@@ -165,6 +168,7 @@ class Supervisor:
     _stop_signal: int | None = field(default=None, init=False)
     _stopping: list[_Worker] = field(default_factory=list, init=False)
     _reload_requested: bool = field(default=False, init=False)
+    relay: MetricsRelay | None = field(default=None, init=False)
 
     def run(self) -> int:
         try:
@@ -172,6 +176,16 @@ class Supervisor:
         except OSError as exc:
             log.error("cannot listen", address=self.settings.address, error=str(exc))  # noqa: TRY400 - expected, no traceback
             return 1
+        if self.settings.metrics_port is not None:
+            host, port = self.settings.metrics_host, self.settings.metrics_port
+            try:
+                self.relay = MetricsRelay(host, port, self.metrics_targets)
+            except OSError as exc:
+                reservation.close()
+                log.error("cannot serve metrics", address=f"{host}:{port}", error=str(exc))  # noqa: TRY400 - expected, no traceback
+                return 1
+            self.relay.start()
+            log.info("serving metrics", address=f"{host}:{self.relay.port}")
         with reservation:
             self.port = int(reservation.getsockname()[1])
             previous = {
@@ -185,6 +199,16 @@ class Supervisor:
                     signal.signal(sig, handler)
                 for worker in self.workers:
                     worker.close_ready_fd()
+                if self.relay is not None:
+                    self.relay.stop()
+
+    def metrics_targets(self) -> list[Target]:
+        """For the metrics relay (its own thread): each worker's metrics port
+        while it serves, and its restarts."""
+        return [
+            (str(w.index), w.metrics_port if w.ready else None, max(0, w.starts - 1))
+            for w in list(self.workers)
+        ]
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.request_stop(signum)
@@ -266,15 +290,17 @@ class Supervisor:
 
     def _start(self, worker: _Worker) -> None:
         read_fd, write_fd = os.pipe()
+        # SIGHUP blocked across the spawn: the worker starts with it blocked (the
+        # mask survives fork and exec) and unblocks it once its handler is in
+        # place (EarlyHangup), so a reload sent while it starts waits instead of
+        # ending it. In the supervisor it waits the moment Popen takes. (No
+        # preexec_fn: it is unsafe beside the metrics relay's threads.)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
         try:
             proc = subprocess.Popen(
                 self.command(worker.index, write_fd),
                 stdin=subprocess.PIPE,
                 pass_fds=(write_fd,),
-                # SIGHUP ignored from the first instruction (an ignored signal
-                # stays ignored across exec): a reload sent while the worker
-                # starts must not end it. It reads the file as it starts.
-                preexec_fn=_ignore_sighup,
             )
         except OSError as exc:
             os.close(read_fd)
@@ -282,7 +308,9 @@ class Supervisor:
             self._schedule_restart(worker, time.monotonic())
             return
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(write_fd)
+        worker.starts += 1
         assert proc.stdin is not None
         with contextlib.suppress(BrokenPipeError):  # it died at once: found by poll()
             proc.stdin.write(
@@ -297,14 +325,18 @@ class Supervisor:
         log.info("worker started", worker=worker.index, pid=proc.pid, port=self.port)
 
     def _check_ready(self, worker: _Worker) -> None:
-        """A worker writes one byte to its ready pipe once it serves."""
+        """A worker writes ``1`` to its ready pipe once it serves, then its metrics
+        port when it serves metrics (one write: the pipe delivers it whole)."""
         if worker.ready or worker.ready_fd is None:
             return
         try:
-            data = os.read(worker.ready_fd, 1)
+            data = os.read(worker.ready_fd, 64)
         except BlockingIOError:
             return
         if data:
+            fields = data.split()
+            if len(fields) > 1 and fields[1].isdigit():
+                worker.metrics_port = int(fields[1])
             worker.ready = worker.ever_served = True
             worker.startup_failures = 0
             log.info("worker serving", worker=worker.index, pid=worker.pid)
@@ -330,6 +362,7 @@ class Supervisor:
             served=worker.ready,
         )
         worker.proc = None
+        worker.metrics_port = None
         worker.close_ready_fd()
         limit = self.policy.max_startup_failures
         if not worker.ever_served and worker.startup_failures >= limit:
@@ -380,10 +413,6 @@ def supervise(settings: Settings) -> int:
     return Supervisor(settings).run()
 
 
-def _ignore_sighup() -> None:
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
 def _die_with_parent(parent: int) -> None:
     """Linux: SIGTERM this worker (a graceful drain) when the supervisor dies, so a
     SIGKILLed supervisor leaves no orphans serving on."""
@@ -416,9 +445,9 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_format, settings.log_level)
     structlog.contextvars.bind_contextvars(worker=args.worker)
 
-    def serving(port: int) -> None:
+    def serving(port: int, metrics_port: int | None) -> None:
         with contextlib.suppress(OSError):
-            os.write(args.ready_fd, b"1")
+            os.write(args.ready_fd, b"1" if metrics_port is None else f"1 {metrics_port}".encode())
         os.close(args.ready_fd)
 
     try:

@@ -159,3 +159,63 @@ def test_embedded_mode_refuses_several_workers(
             "seat-inventory: --workers needs --redis-url and a PostgreSQL --database-url; "
             "the embedded default (in-process fakeredis, SQLite) is one process"
         ]
+
+
+async def test_the_supervisor_serves_every_workers_metrics_on_one_port(
+    redis_url: str, postgres_url: str
+) -> None:
+    """``--metrics-port P`` with workers: P answers for all of them, each sample
+    labelled with its worker; the calls each worker answered are its counts; a
+    killed worker shows down (or restarting), then up again with one restart."""
+    from tests.support.metrics import scrape, value
+    from tests.support.services import free_port
+
+    metrics_port = free_port()
+    server = ServerProcess(
+        redis_url=redis_url,
+        database_url=postgres_url,
+        args=["--workers", "2", "--grace", str(GRACE_S), "--metrics-port", str(metrics_port)],
+    )
+    try:
+        await server.start()
+        # Until then the supervisor may not have heard a worker serve: it shows down.
+        await server.wait_logged("all workers serving", 30)
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            event_id = await create_event(inventory_admin_pb2_grpc.InventoryAdminStub(channel), n=5)
+        counts, failed = await answers_until(server.target, event_id, 2)
+        assert failed == 0
+        samples = await scrape(metrics_port)
+
+        def answered(worker: str) -> float:
+            return value(
+                samples,
+                "seat_inventory_rpcs_total",
+                method="GetAvailability",
+                code="OK",
+                reason="",
+                worker=worker,
+            )
+
+        assert sorted([answered("0"), answered("1")]) == sorted(counts.values())
+        for worker in ("0", "1"):
+            assert value(samples, "seat_inventory_worker_up", worker=worker) == 1
+            assert value(samples, "seat_inventory_worker_restarts_total", worker=worker) == 0
+
+        os.kill(min(counts), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        saw_down = False
+        while True:
+            assert time.monotonic() < deadline, f"no restart seen: {samples}"
+            samples = await scrape(metrics_port)
+            ups = [value(samples, "seat_inventory_worker_up", worker=w) for w in ("0", "1")]
+            saw_down = saw_down or 0 in ups
+            restarts = [
+                value(samples, "seat_inventory_worker_restarts_total", worker=w) for w in ("0", "1")
+            ]
+            if sorted(restarts) == [0, 1] and ups == [1, 1]:
+                break
+            await asyncio.sleep(0.1)
+        print(f"\nrestart seen in the metrics; a scrape saw the worker down: {saw_down}")
+        assert await server.stop(timeout_s=GRACE_S + 15) == 0, server.logs()
+    finally:
+        server.cleanup()

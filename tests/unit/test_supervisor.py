@@ -138,13 +138,15 @@ def test_a_port_taken_by_another_program_is_reported_before_any_worker_starts() 
 
 
 def test_each_worker_gets_the_shared_port_and_settings_survive_the_pipe() -> None:
-    """Workers get the port the supervisor chose (and metrics port + their index, when
-    metrics are served); settings (nested limits too) travel
-    by field name, and fields a newer or older version does not know are skipped."""
-    chosen = worker_settings(dataclasses.replace(SETTINGS, metrics_port=9100), 1, 45678)
+    """Workers get the port the supervisor chose (and, when metrics are served, a free
+    loopback metrics port: the supervisor serves the one asked for); settings (nested
+    limits too) travel by field name, and fields a newer or older version does not
+    know are skipped."""
+    public = dataclasses.replace(SETTINGS, metrics_port=9100, metrics_host="0.0.0.0")
+    chosen = worker_settings(public, 1, 45678)
     assert chosen.port == 45678
-    assert chosen.metrics_port == 9101  # each worker its own metrics endpoint
-    assert worker_settings(SETTINGS, 1, 45678).metrics_port == SETTINGS.metrics_port
+    assert (chosen.metrics_port, chosen.metrics_host) == (0, "127.0.0.1")
+    assert worker_settings(SETTINGS, 1, 45678).metrics_port is None
     assert decode_settings(encode_settings(chosen)) == chosen
     values = pickle.loads(encode_settings(chosen))  # noqa: S301 - our own bytes
     values["field_from_another_version"] = 1

@@ -139,6 +139,9 @@ class EarlyHangup:
     def __init__(self) -> None:
         self.seen = False
         signal.signal(signal.SIGHUP, self._on_hangup)
+        # A worker starts with SIGHUP blocked (supervisor): one sent meanwhile
+        # is delivered here, now that it is handled.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
     def _on_hangup(self, signum: int, frame: object) -> None:
         self.seen = True
@@ -262,7 +265,7 @@ class Server:
             self.port = self._server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {settings.address}: address in use or not allowed")
-        if settings.metrics_port:
+        if settings.metrics_port is not None:  # 0: a free port (a worker's)
             self.metrics_endpoint = serve_metrics(
                 self.app, settings.metrics_host, settings.metrics_port
             )
