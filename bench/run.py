@@ -511,11 +511,15 @@ class Bench:
             stderr=asyncio.subprocess.DEVNULL,
         )
 
-    async def h2load(self, port: int, body: bytes, server: str) -> Run:
+    async def h2load(self, port: int, body: bytes, server: str, connections: int = 1) -> Run:
+        """h2load replaying one request: ``connections`` connections (several
+        processes on one port each get whole connections) sharing the usual
+        number of calls in flight."""
         cfg = self.cfg
         data = self.workdir / "h2load.bin"
         data.write_bytes(grpc_frame(body))
-        argv = ["h2load", "-c", "1", "-t", "1", "-m", str(cfg.concurrency)]
+        streams = max(1, cfg.concurrency // connections)
+        argv = ["h2load", "-c", str(connections), "-t", "1", "-m", str(streams)]
         argv += ["-D", str(int(max(1, cfg.seconds))), f"--warm-up-time={max(1, int(cfg.warmup))}"]
         argv += ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(data)]
         argv += [f"http://127.0.0.1:{port}{RESERVE}"]
@@ -845,6 +849,16 @@ class Bench:
                     self.pair(row, run, ceil, f"ceiling ({cfg.workers} processes)")
                 else:
                     row.runs.append(run)
+        if ceiling2_port is not None and cfg.h2load and shutil.which("h2load"):
+            # 4 connections per process: the kernel hands each process whole
+            # connections, so one would measure one process.
+            body = reserve_requests(big or "w", disjoint_pairs(2), SHORT_TTL_MS)[0]
+            for _ in range(cfg.reps):
+                self.row(
+                    "workers", f"ceiling: empty unary RPC ({cfg.workers} processes, h2load, C)"
+                ).runs.append(
+                    await self.h2load(ceiling2_port, body, "ceiling2", connections=4 * cfg.workers)
+                )
 
     async def reads(self, ours: str, target: str) -> None:
         from seatinventory.v1 import seat_inventory_pb2 as pb
@@ -1366,8 +1380,8 @@ def results_md(bench: Bench, args: argparse.Namespace, elapsed_s: float) -> str:
         "",
         "- **ceiling**: SeatInventory/Reserve answering an empty message without reading the "
         "request, on `grpc.aio.server` with the service's own `server_options` (bench/servers.py); "
-        "the h2load row replays one framed request over one connection with the same number "
-        "of streams in flight.",
+        "the h2load rows replay one framed request over one connection (4 per process for "
+        "several processes) with the same number of streams in flight.",
         f"- **Reserve**: 2 seats per call, disjoint pairs lapping a {cfg.big_event:,}-seat event, "
         f"ttl {SHORT_TTL_MS} ms so a pair is free again on the next lap (every hold also costs "
         f"its expiry in the sweeper). The {cfg.small_event}-seat row sends the same calls on a "
