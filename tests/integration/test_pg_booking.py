@@ -453,3 +453,51 @@ async def test_the_pool_is_fixed_and_a_full_one_is_unavailable(migrated: str) ->
         await repo.ping()
     finally:
         await engine.dispose()
+
+
+async def prepared_here(engine: AsyncEngine) -> set[str]:
+    """The prepared statements of the pool's one connection, by SQL name."""
+    async with engine.connect() as conn:
+        result = await conn.exec_driver_sql(
+            "SELECT name FROM pg_prepared_statements WHERE name LIKE 'seat_inventory%'"
+        )
+        return {row[0] for row in result}
+
+
+async def test_booking_statements_dropped_behind_its_back_still_book(
+    engine: AsyncEngine, repo: SqlEventRepository, inspector: asyncpg.Connection
+) -> None:
+    """Its statements deallocated on the session (by hand here; DEALLOCATE ALL
+    would break asyncpg's own statement cache too): the next booking goes
+    through the checked statement, and the one after prepares them again."""
+    event = await make_event(repo)
+    first = make_booking(event, "S1")
+    assert await commit(repo, first) == (first, True)
+    wanted = {_pg_booking._ROW_STATEMENT, _pg_booking._SEATS_STATEMENT}
+    assert await prepared_here(engine) == wanted
+    async with engine.connect() as conn:
+        for name in sorted(wanted):
+            await conn.exec_driver_sql(f"DEALLOCATE {name}")
+    second, third = make_booking(event, "S2"), make_booking(event, "S3")
+    assert await commit(repo, second) == (second, True)
+    assert await prepared_here(engine) == set()
+    assert await commit(repo, third) == (third, True)
+    assert await prepared_here(engine) == wanted
+    for booking in (first, second, third):
+        assert await repo.booking_by_hold(booking.hold_id) == booking
+    await assert_clean_and_usable(repo, inspector, event, "S4")
+
+
+async def test_a_connection_that_has_the_statements_without_the_pool_knowing_books(
+    engine: AsyncEngine, repo: SqlEventRepository, inspector: asyncpg.Connection
+) -> None:
+    """PREPARE answering "already exists" is taken as done, not as a failure."""
+    event = await make_event(repo)
+    first = make_booking(event, "S1")
+    assert await commit(repo, first) == (first, True)
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        raw.info.pop(_pg_booking._PREPARED_KEY)
+    second = make_booking(event, "S2")
+    assert await commit(repo, second) == (second, True)
+    await assert_clean_and_usable(repo, inspector, event, "S3")

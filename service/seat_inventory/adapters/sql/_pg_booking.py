@@ -11,7 +11,7 @@ Confirm's throughput, so the second message is worth its price: the protocol
 that carries several statements in one message (simple query) carries no
 bound parameters, so the values travel as SQL literals (``_literal``: every
 text PostgreSQL can store, quoted in the one form whose meaning does not
-depend on server settings).
+depend on server settings) to statements prepared once per connection.
 
 That message succeeds only when the booking and every seat went in; a booked
 hold, a given-up hold or a sold seat makes one of its statements fail on a
@@ -108,24 +108,50 @@ def _literal(value: str | int | None) -> str:
     return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+# The message's two inserts, prepared once per connection (PREPARE in its first
+# BEGIN's message): planned once, not per Confirm, and EXECUTE takes the values
+# as literals. Prepared statements outlive transactions, rolled back or not,
+# and go with the session; ``fairy.info`` (the pool's per-connection dict,
+# cleared when the connection is replaced) remembers which connections have them.
+_ROW_STATEMENT, _SEATS_STATEMENT = "seat_inventory_booking_row", "seat_inventory_booking_seats"
+_PREPARED_KEY = "seat_inventory_booking_prepared"
+
+
+def _prepare_sql() -> str:
+    types = ", ".join(_CAST.get(c, "text") for c in _COLUMNS)
+    params = ", ".join(_PARAM[c] for c in _COLUMNS)
+    return (
+        f"PREPARE {_ROW_STATEMENT} ({types}) AS"  # noqa: S608 - names from the schema
+        f" INSERT INTO {bookings.name} ({', '.join(_COLUMNS)}) SELECT {params}"
+        f" WHERE NOT EXISTS (SELECT FROM {given_up_holds.name}"
+        f" WHERE hold_id = {_PARAM['hold_id']});"
+        f" PREPARE {_SEATS_STATEMENT} (text, text[], text) AS"
+        f" INSERT INTO {booked_seats.name} (event_id, seat_id, booking_id)"
+        " SELECT $1, seat.id, $3 FROM unnest($2) WITH ORDINALITY AS seat(id, n)"
+        " ORDER BY seat.n"
+    )
+
+
+PREPARE_BOOKING = _prepare_sql()
+
+
 def booking_message(row: dict[str, str | int | None], seats: list[str]) -> str:
-    """The booking's insert and COMMIT as one simple-protocol message.
+    """The booking's insert and COMMIT as one simple-protocol message (the
+    statements ``PREPARE_BOOKING`` made).
 
     Each way the booking may not go in fails a statement, so COMMIT runs only
     when all of it did: a booked hold (the UNIQUE ``hold_id``), a given-up hold
     (no booking row, so the seat rows' foreign key fails), a sold seat (the
     seat rows' primary key). Seats go in sorted, like the checked statement's.
     """
-    values = ", ".join(f"{_literal(row[c])}::{_CAST.get(c, 'text')}" for c in _COLUMNS)
+    values = ", ".join(_literal(row[c]) for c in _COLUMNS)
     event, booking = _literal(row["event_id"]), _literal(row["booking_id"])
-    seat_rows = ", ".join(f"({event}, {_literal(seat)}, {booking})" for seat in seats)
+    array = "ARRAY[" + ", ".join(_literal(seat) for seat in seats) + "]::text[]"
     # Every value went through _literal (tested against PostgreSQL's own reading).
     return (
-        f"SAVEPOINT {_SAVEPOINT};"  # noqa: S608
-        f" INSERT INTO {bookings.name} ({', '.join(_COLUMNS)}) SELECT {values}"
-        f" WHERE NOT EXISTS (SELECT FROM {given_up_holds.name}"
-        f" WHERE hold_id = {_literal(row['hold_id'])});"
-        f" INSERT INTO {booked_seats.name} (event_id, seat_id, booking_id) VALUES {seat_rows};"
+        f"SAVEPOINT {_SAVEPOINT};"
+        f" EXECUTE {_ROW_STATEMENT}({values});"
+        f" EXECUTE {_SEATS_STATEMENT}({event}, {array}, {booking});"
         " COMMIT"
     )
 
@@ -187,11 +213,25 @@ class PgBooking:
 
     async def begin(self, event_id: str) -> None:
         """BEGIN and the event's fence, shared: one message when the id can be
-        spelled in the SQL text."""
+        spelled in the SQL text (with the booking's statements prepared first
+        on a connection that has not had them yet)."""
+        prepare = "" if self._fairy.info.get(_PREPARED_KEY) else PREPARE_BOOKING + "; "
+        try:
+            await self._begin(prepare, event_id)
+        except sa_exc.DBAPIError as exc:
+            if not prepare or not isinstance(exc.orig, asyncpg.DuplicatePreparedStatementError):
+                raise
+            # This session has them already (nothing else ran: PREPARE came first).
+            await self._begin("", event_id)
+        self._fairy.info[_PREPARED_KEY] = True
+
+    async def _begin(self, prepare: str, event_id: str) -> None:
         if _LITERAL_SAFE.fullmatch(event_id):
             lock = f"pg_advisory_xact_lock_shared({FENCE_NAMESPACE}, hashtext('{event_id}'))"
-            await self._db(self._pg.execute(f"BEGIN; SELECT {lock}"))
+            await self._db(self._pg.execute(f"{prepare}BEGIN; SELECT {lock}"))
         else:
+            if prepare:
+                await self._db(self._pg.execute(PREPARE_BOOKING))
             await self._db(self._pg.execute("BEGIN"))
             await self._db(self._pg.execute(_LOCK, FENCE_NAMESPACE, event_id))
 
@@ -213,8 +253,13 @@ class PgBooking:
             except sa_exc.IntegrityError:
                 # Not booked, nothing committed, fence still held: find out why.
                 await self._db(self._pg.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}"))
-            except sa_exc.DBAPIError:
-                raise  # the server's answer: not committed (or the connection is lost)
+            except sa_exc.DBAPIError as exc:
+                if not isinstance(exc.orig, asyncpg.InvalidSQLStatementNameError):
+                    raise  # the server's answer: not committed (or the connection is lost)
+                # The statements are gone (DEALLOCATE ALL, a pooler): the checked
+                # statement books this one, the next BEGIN prepares them again.
+                self._fairy.info.pop(_PREPARED_KEY, None)
+                await self._db(self._pg.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}"))
             except BaseException:
                 # Cancelled with COMMIT sent and no answer yet: committed or
                 # not, nobody can tell (repair will); the connection goes.
