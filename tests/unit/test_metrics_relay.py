@@ -118,3 +118,34 @@ def test_the_relay_serves_live_workers_and_reports_the_rest_down(fake_worker: in
 def test_a_port_in_use_is_refused_at_construction(fake_worker: int) -> None:
     with pytest.raises(OSError, match="in use"):
         MetricsRelay("127.0.0.1", fake_worker, list)
+
+
+def test_a_worker_that_does_not_answer_is_down_after_the_fetch_timeout(
+    monkeypatch: pytest.MonkeyPatch, fake_worker: int
+) -> None:
+    """A stopped worker (SIGSTOP, a hang) costs the scrape one fetch timeout, not
+    the scrape: it shows down and the others are there."""
+    import socket
+    import time
+
+    from seat_inventory import metrics_relay
+
+    monkeypatch.setattr(metrics_relay, "FETCH_TIMEOUT_S", 0.5)
+    silent = socket.create_server(("127.0.0.1", 0))  # listens, never answers
+    try:
+        targets: list[Target] = [("0", fake_worker, 0), ("1", silent.getsockname()[1], 0)]
+        relay = MetricsRelay("127.0.0.1", 0, lambda: targets)
+        relay.start()
+        try:
+            started = time.monotonic()
+            url = f"http://127.0.0.1:{relay.port}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                got = samples(reply.read().decode())
+            took = time.monotonic() - started
+        finally:
+            relay.stop()
+    finally:
+        silent.close()
+    assert got[("seat_inventory_worker_up", frozenset({"worker": "0"}.items()))] == 1
+    assert got[("seat_inventory_worker_up", frozenset({"worker": "1"}.items()))] == 0
+    assert took < 5, f"the scrape waited {took:.1f} s for a silent worker"
