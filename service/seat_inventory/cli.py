@@ -379,6 +379,11 @@ async def _run_server(
     except (InventoryError, OSError, ValueError) as exc:
         log.error("cannot start", error=str(exc))  # noqa: TRY400 - expected, no traceback
         return 1
+    if not settings.embedded:
+        from .adapters.redis.connection import setup_warnings
+
+        for warning in await setup_warnings(app.redis):
+            log.warning("redis setup weakens the guarantees", problem=warning)
     server = Server(app)
     try:
         port = await server.start()

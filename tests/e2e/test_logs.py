@@ -113,3 +113,28 @@ async def test_json_access_log_with_request_ids_and_no_token(
     everything = "\n".join(lines)
     for token in (*principals.tokens.values(), WRONG_TOKEN):
         assert token not in everything
+
+
+async def test_a_redis_that_saves_to_disk_is_named_when_the_server_starts(
+    postgres_url: str,
+) -> None:
+    """The start-up line a operator sees when Redis could bring a sold seat back."""
+    from tests.support.services import RedisProcess
+
+    redis = RedisProcess(extra_args=("--save", "60 1")).start()
+    server = ServerProcess(
+        redis_url=redis.url, database_url=postgres_url, args=("--log-format", "json")
+    )
+    try:
+        await server.start()
+        await server.wait_logged("redis setup weakens the guarantees")
+        lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+        (warning,) = [
+            line for line in lines if line["event"] == "redis setup weakens the guarantees"
+        ]
+        assert warning["level"] == "warning"
+        assert "saves to disk (save '60 1', appendonly no)" in warning["problem"]
+        await server.stop()
+    finally:
+        server.cleanup()
+        redis.stop()

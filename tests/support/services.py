@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,13 +59,14 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 class RedisProcess:
     """A redis-server this test run owns: it may stop, pause or kill it."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, extra_args: Sequence[str] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             missing("redis-server", "install Redis (Debian: apt-get install redis-server)")
         self.binary = str(binary)
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="seatinv-redis-")
+        self.extra_args = list(extra_args)  # after the defaults: they win
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,6 +89,7 @@ class RedisProcess:
                 self.dir,
                 "--maxmemory-policy",
                 "noeviction",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
