@@ -115,13 +115,13 @@ async def test_json_access_log_with_request_ids_and_no_token(
         assert token not in everything
 
 
-async def test_a_redis_that_saves_to_disk_is_named_when_the_server_starts(
+async def test_a_redis_that_may_evict_is_named_when_the_server_starts(
     postgres_url: str,
 ) -> None:
-    """The start-up line a operator sees when Redis could bring a sold seat back."""
+    """The start-up line an operator sees when Redis could drop a hold."""
     from tests.support.services import RedisProcess
 
-    redis = RedisProcess(extra_args=("--save", "60 1")).start()
+    redis = RedisProcess(extra_args=("--maxmemory-policy", "allkeys-lru")).start()
     server = ServerProcess(
         redis_url=redis.url, database_url=postgres_url, args=("--log-format", "json")
     )
@@ -133,8 +133,8 @@ async def test_a_redis_that_saves_to_disk_is_named_when_the_server_starts(
             line for line in lines if line["event"] == "redis setup weakens the guarantees"
         ]
         assert warning["level"] == "warning"
-        assert "saves to disk (save '60 1', appendonly no)" in warning["problem"]
+        assert "evicts keys when full (maxmemory-policy allkeys-lru)" in warning["problem"]
         await server.stop()
     finally:
         server.cleanup()
-        redis.stop()
+        redis.cleanup()

@@ -305,6 +305,54 @@ async def test_redis_restarted_empty_keeps_booked_seats_unavailable(
     await ledger.assert_no_double_sale()
 
 
+async def test_redis_restarted_from_an_older_snapshot_keeps_seats_sold_since_unavailable(
+    serve_in_process: ServeInProcess, postgres_url: str, own_redis: RedisProcess
+) -> None:
+    """Redis saved to disk (SAVE), then a sale, then redis-server killed and
+    restarted: it loads the snapshot, where the seat sold since is free. The
+    event counts as not loaded (another Redis process loaded it) and is
+    reloaded from SQL before anything runs on it: the seat sold since is
+    BOOKED and unreservable; a hold live in the snapshot still confirms."""
+    _, client = await serve_in_process(redis_url=own_redis.url)
+    ledger = Ledger(postgres_url, own_redis.url)
+    event_id = await client.create_event(n=6)
+    before = await book(client, event_id, ["A-1"])
+    kept_hold = await client.reserve(event_id, ["A-4"])
+    redis = aioredis.Redis.from_url(own_redis.url)
+    try:
+        assert await redis.save()
+    finally:
+        await redis.aclose()
+    sold_since = await book(client, event_id, ["A-2"])
+
+    own_redis.kill()
+    await client.wait_health(NOT_SERVING)
+    own_redis.start()  # loads the snapshot: A-2 is not sold there
+    await client.wait_health(SERVING)
+
+    err = await rpc_error(client.reserve(event_id, ["A-2", "A-5"], holder="bob"))
+    assert (err.code(), error_info(err).reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "SEATS_UNAVAILABLE",
+    )
+    assert error_info(err).metadata["seat_ids"] == "A-2"
+    state = await client.statuses(event_id)
+    assert [state[f"A-{i}"] for i in range(1, 7)] == [
+        BOOKED,
+        BOOKED,
+        AVAILABLE,
+        HELD,
+        AVAILABLE,
+        AVAILABLE,
+    ]
+    assert (await client.confirm(kept_hold.hold_id)).seat_ids == ["A-4"]
+    assert await ledger.sold(event_id) == {"A-1", "A-2", "A-4"}
+    assert {before.booking_id, sold_since.booking_id} <= set(
+        (await ledger.booked_seats(event_id)).values()
+    )
+    await ledger.assert_no_double_sale()
+
+
 @pytest.mark.parametrize("outage", ["refused", "blackhole"])
 async def test_database_out_of_reach_confirm_is_unavailable_then_books(
     serve_in_process: ServeInProcess, ledger: Ledger, outage: str

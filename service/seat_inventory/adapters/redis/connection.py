@@ -186,12 +186,12 @@ async def setup_warnings(client: Any) -> list[str]:
     weakens what the service promises, one sentence each; nothing when all is
     well or Redis cannot be reached (health says so).
 
-    Both problems leave the sale safe (the database refuses a second booking of
-    a seat) but break "a seat the database sold is never held": a server that
-    saves to disk comes back from a restart with an older snapshot, in which
-    seats sold since are free; one that evicts keys may drop a hold, freeing its
-    seats to a second holder. A Redis that refuses CONFIG (managed services
-    often do) is reported as unchecked.
+    A server that evicts keys when full may drop a hold (freeing its seats to a
+    second holder) or an event's sold seats (free to hold again until their
+    Confirm fails); the database still refuses a second sale. A Redis that
+    refuses CONFIG (managed services often do) is reported as unchecked. Saving
+    to disk is fine: state brought back by a restart is reloaded from SQL
+    first (``loaded()`` in the scripts' prelude).
     """
     if is_cluster(client):
         try:
@@ -205,35 +205,25 @@ async def setup_warnings(client: Any) -> list[str]:
         nodes = [("Redis", None)]
     warnings: list[str] = []
     for name, node in nodes:
-        config: dict[str, str] = {}
         try:
-            for key in ("save", "appendonly", "maxmemory-policy"):
-                if node is None:
-                    config.update(await client.config_get(key))
-                else:
-                    config.update(await client.config_get(key, target_nodes=node))
+            if node is None:
+                config = await client.config_get("maxmemory-policy")
+            else:
+                config = await client.config_get("maxmemory-policy", target_nodes=node)
         except UNREACHABLE:
             continue
         except RedisError as exc:
             warnings.append(
-                f"{name}: could not read its configuration ({exc}); make sure it keeps "
-                "nothing on disk (save '', appendonly no) and evicts nothing "
-                "(maxmemory-policy noeviction)"
+                f"{name}: could not read its configuration ({exc}); make sure it evicts "
+                "nothing (maxmemory-policy noeviction)"
             )
             continue
-        save, aof = config.get("save", "").strip(), config.get("appendonly", "no")
-        if save or aof == "yes":
-            warnings.append(
-                f"{name} saves to disk (save {save!r}, appendonly {aof}): restarted, it "
-                "loads an older snapshot in which seats sold since are free to hold "
-                "(the database still refuses a second sale, at Confirm); run it with "
-                "--save '' --appendonly no"
-            )
         policy = config.get("maxmemory-policy", "noeviction")
         if policy != "noeviction":
             warnings.append(
                 f"{name} evicts keys when full (maxmemory-policy {policy}): an evicted "
-                "hold frees its seats to a second holder (the database still refuses "
-                "a second sale, at Confirm); run it with maxmemory-policy noeviction"
+                "hold frees its seats to a second holder and evicted sold seats can be "
+                "held again (the database still refuses a second sale, at Confirm); run "
+                "it with maxmemory-policy noeviction"
             )
     return warnings

@@ -59,7 +59,25 @@ local function seat_live(value)
   return exp == 0 or exp > NOW
 end
 
-local function loaded() return redis.call('EXISTS', K_SEATS) == 1 end
+-- The Redis process serving this script ('' where INFO is unavailable, as in
+-- fakeredis). Every process has its own run_id: a restart (from an on-disk
+-- snapshot too) or a failover to a replica changes it.
+local function server_run()
+  local ok, info = pcall(redis.call, 'INFO', 'server')
+  if not ok then return '' end
+  local at = string.find(info, 'run_id:', 1, true)  -- plain find: cheaper than a pattern
+  if not at then return '' end
+  return string.sub(info, at + 7, at + 46)  -- 40 hex digits
+end
+
+-- An event is loaded when its seats are here and were loaded by this Redis
+-- process. State that came back from a snapshot, or through a replica that may
+-- have missed the latest writes, can be older than SQL (a seat sold since free
+-- to hold): it counts as not loaded, and the service reloads it from SQL first.
+local function loaded()
+  if redis.call('EXISTS', K_SEATS) == 0 then return false end
+  return redis.call('HGET', K_META, 'run') == server_run()
+end
 
 local function append_feed(reason, seats)
   if #seats == 0 then return '' end
