@@ -255,6 +255,38 @@ async def test_a_master_that_dies_stops_only_its_events_and_comes_back_empty(
     await follower.close()
 
 
+async def test_a_master_restarted_from_its_snapshot_reloads_its_events_from_sql(
+    live: Running, redis_cluster_server: RedisCluster
+) -> None:
+    """A master saves to disk, a seat of its event is sold after that, and the
+    master is killed and restarted from the snapshot (where that seat is free):
+    the event counts as not loaded on the restarted process and reloads from
+    SQL, so the seat sold since stays sold; the snapshot's hold is kept."""
+    cluster = redis_cluster_server
+    victim_port = cluster.ports[2]
+    event_id = events_on_every_master(cluster)[victim_port]
+    await create(live, event_id)
+    await confirm(live, await reserve(live, event_id, ["A-1"]))
+    await reserve(live, event_id, ["A-2"])
+    with redis.Redis(host="127.0.0.1", port=victim_port) as node:
+        assert node.save()
+    await confirm(live, await reserve(live, event_id, ["A-3"]))
+
+    cluster.kill(victim_port)
+    dump = cluster.dir / f"node-{cluster.ports.index(victim_port)}" / "dump.rdb"
+    try:
+        cluster.start_node(victim_port)  # loads dump.rdb: A-3 is not sold there
+    finally:
+        dump.unlink(missing_ok=True)  # later restarts of this master come back empty
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await eventually(lambda: reserve(live, event_id, ["A-3", "A-4"], holder="bob"))
+    assert error_info(caught.value).reason == "SEATS_UNAVAILABLE"
+    assert error_info(caught.value).metadata["seat_ids"] == "A-3"
+    state = await statuses(live, event_id)
+    assert [state[f"A-{i}"] for i in range(1, 6)] == [BOOKED, HELD, BOOKED, AVAILABLE, AVAILABLE]
+
+
 async def test_a_plain_url_to_one_cluster_node_says_to_use_a_cluster_url(
     redis_cluster_server: RedisCluster,
 ) -> None:
