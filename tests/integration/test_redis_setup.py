@@ -65,6 +65,13 @@ async def test_a_redis_that_refuses_config_is_reported_unchecked(start_redis: St
     assert "could not read its configuration" in warning
 
 
+async def test_a_redis_that_refuses_info_to_scripts_is_named(start_redis: Start) -> None:
+    """Without INFO the scripts cannot tell a restarted Redis from the one that
+    loaded the data."""
+    (warning,) = await warnings_of(start_redis("--rename-command", "INFO", "").url)
+    assert "refuses INFO to scripts" in warning
+
+
 async def test_an_unreachable_redis_is_left_to_health() -> None:
     assert await warnings_of(f"redis://127.0.0.1:{free_port()}/0") == []
 

@@ -181,6 +181,10 @@ async def ping_redis(client: Any) -> None:
         raise unavailable(exc) from exc
 
 
+# What the scripts' loaded() needs to tell one Redis process from the next.
+_CAN_INFO = "if pcall(redis.call, 'INFO', 'server') then return 1 end return 0"
+
+
 async def setup_warnings(client: Any) -> list[str]:
     """What in the Redis server's configuration (every master's, on a cluster)
     weakens what the service promises, one sentence each; nothing when all is
@@ -191,7 +195,8 @@ async def setup_warnings(client: Any) -> list[str]:
     Confirm fails); the database still refuses a second sale. A Redis that
     refuses CONFIG (managed services often do) is reported as unchecked. Saving
     to disk is fine: state brought back by a restart is reloaded from SQL
-    first (``loaded()`` in the scripts' prelude).
+    first (``loaded()`` in the scripts' prelude), as long as scripts may call
+    INFO, which is checked too.
     """
     if is_cluster(client):
         try:
@@ -205,11 +210,16 @@ async def setup_warnings(client: Any) -> list[str]:
         nodes = [("Redis", None)]
     warnings: list[str] = []
     for name, node in nodes:
+        on_node = {} if node is None else {"target_nodes": node}
         try:
-            if node is None:
-                config = await client.config_get("maxmemory-policy")
-            else:
-                config = await client.config_get("maxmemory-policy", target_nodes=node)
+            if not await client.execute_command("EVAL", _CAN_INFO, 0, **on_node):
+                warnings.append(
+                    f"{name} refuses INFO to scripts (renamed, or an ACL): a restart from "
+                    "an on-disk snapshot cannot be told from the process that loaded the "
+                    "data, so seats sold since could be held (the database still refuses "
+                    "a second sale, at Confirm); allow INFO, or run it without persistence"
+                )
+            config = await client.config_get("maxmemory-policy", **on_node)
         except UNREACHABLE:
             continue
         except RedisError as exc:
