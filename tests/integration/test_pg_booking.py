@@ -113,17 +113,19 @@ async def kill_fence_holders(inspector: asyncpg.Connection) -> int:
     return int(killed)
 
 
-async def lock_request_queued(inspector: asyncpg.Connection) -> None:
-    """Until a session of this database waits for an advisory lock."""
+async def waiting_for(inspector: asyncpg.Connection, locktype: str) -> None:
+    """Until a session of this database waits for a lock of ``locktype``: an
+    ``advisory`` one (the fence), or a ``transactionid`` (a row another
+    transaction inserted and has not committed yet)."""
     for _ in range(1000):
         if await inspector.fetchval(
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND NOT l.granted"
-            " AND a.datname = current_database()"
+            " WHERE l.locktype = $1 AND NOT l.granted AND a.datname = current_database()",
+            locktype,
         ):
             return
         await asyncio.sleep(0.01)
-    raise AssertionError("no lock request queued")
+    raise AssertionError(f"no session waits for a {locktype} lock")
 
 
 async def assert_clean_and_usable(
@@ -189,7 +191,7 @@ async def test_a_commit_cancelled_while_waiting_for_the_fence_leaves_nothing_beh
             await in_apply.wait()
             booking = make_booking(event, "S2")
             writer = asyncio.create_task(commit(repo, booking))
-            await lock_request_queued(inspector)
+            await waiting_for(inspector, "advisory")
             writer.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await writer
@@ -250,19 +252,6 @@ async def seat_booked_uncommitted(
             await tx.rollback()
 
 
-async def insert_waiting(inspector: asyncpg.Connection) -> None:
-    """Until a session of this database waits for a transaction to end (a row lock)."""
-    for _ in range(1000):
-        if await inspector.fetchval(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'transactionid' AND NOT l.granted"
-            " AND a.datname = current_database()"
-        ):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("no insert waiting")
-
-
 async def test_a_connection_lost_inside_the_booking_message_is_unavailable_and_writes_nothing(
     repo: SqlEventRepository, inspector: asyncpg.Connection, migrated: str
 ) -> None:
@@ -275,7 +264,7 @@ async def test_a_connection_lost_inside_the_booking_message_is_unavailable_and_w
         async with asyncio.timeout(10):
             async with seat_booked_uncommitted(inspector, event, "S5"):
                 writer = asyncio.create_task(commit(repo, booking))
-                await insert_waiting(killer)
+                await waiting_for(killer, "transactionid")
                 assert await kill_fence_holders(killer) == 1
                 with pytest.raises(BackendUnavailable):
                     await writer
@@ -301,7 +290,7 @@ async def test_a_commit_cancelled_inside_the_booking_message_is_all_or_nothing(
         async with asyncio.timeout(10):
             async with seat_booked_uncommitted(inspector, event, "S6"):
                 writer = asyncio.create_task(commit(repo, booking))
-                await insert_waiting(watcher)
+                await waiting_for(watcher, "transactionid")
                 writer.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await writer
@@ -338,7 +327,7 @@ async def test_a_booking_waiting_on_another_for_a_seat_gets_what_that_one_left(
         async with asyncio.timeout(10):
             async with seat_booked_uncommitted(inspector, event, "S7") as other:
                 writer = asyncio.create_task(commit(repo, booking))
-                await insert_waiting(watcher)
+                await waiting_for(watcher, "transactionid")
                 if other_commits:
                     await other.commit()
             if other_commits:

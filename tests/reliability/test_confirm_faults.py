@@ -230,6 +230,16 @@ async def book(client: Client, event_id: str, seats: list[str]) -> types_pb2.Boo
     return await client.confirm(hold.hold_id)
 
 
+async def assert_sold_seat_refused(client: Client, event_id: str) -> None:
+    """Bob's Reserve of A-2 (sold) and A-5 (free) is refused, naming A-2 only."""
+    err = await rpc_error(client.reserve(event_id, ["A-2", "A-5"], holder="bob"))
+    assert (err.code(), error_info(err).reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "SEATS_UNAVAILABLE",
+    )
+    assert error_info(err).metadata["seat_ids"] == "A-2"
+
+
 async def assert_survives_redis_loss(
     client: Client,
     ledger: Ledger,
@@ -245,12 +255,7 @@ async def assert_survives_redis_loss(
 
     await lose_data()
 
-    err = await rpc_error(client.reserve(event_id, ["A-2", "A-5"], holder="bob"))
-    assert (err.code(), error_info(err).reason) == (
-        grpc.StatusCode.FAILED_PRECONDITION,
-        "SEATS_UNAVAILABLE",
-    )
-    assert error_info(err).metadata["seat_ids"] == "A-2"
+    await assert_sold_seat_refused(client, event_id)
     state = await client.statuses(event_id)
     assert [state[f"A-{i}"] for i in range(1, 7)] == [BOOKED, BOOKED] + [AVAILABLE] * 4
     assert await ledger.sold(event_id) == {"A-1", "A-2"}
@@ -330,12 +335,7 @@ async def test_redis_restarted_from_an_older_snapshot_keeps_seats_sold_since_una
     own_redis.start()  # loads the snapshot: A-2 is not sold there
     await client.wait_health(SERVING)
 
-    err = await rpc_error(client.reserve(event_id, ["A-2", "A-5"], holder="bob"))
-    assert (err.code(), error_info(err).reason) == (
-        grpc.StatusCode.FAILED_PRECONDITION,
-        "SEATS_UNAVAILABLE",
-    )
-    assert error_info(err).metadata["seat_ids"] == "A-2"
+    await assert_sold_seat_refused(client, event_id)
     state = await client.statuses(event_id)
     assert [state[f"A-{i}"] for i in range(1, 7)] == [
         BOOKED,

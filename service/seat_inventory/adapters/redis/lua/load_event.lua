@@ -1,7 +1,7 @@
 -- Load an event's seats and sold seats from the system of record, unless it
--- is loaded already (by this Redis process: see loaded()). ARGV[4] epoch (a fresh token: cursors of an older feed
--- are recognised as stale), [5] number of seat ids, then the seat ids, then
--- the sold seat ids.
+-- is loaded already (by this Redis process: see loaded()). ARGV[4] epoch (a
+-- fresh token: cursors of an older feed are recognised as stale), [5] number
+-- of seat ids, then the seat ids, then the sold seat ids.
 if loaded() then return {'ALREADY'} end
 local n = tonumber(ARGV[5])
 local first_seat, first_sold = 6, 6 + n
