@@ -1,5 +1,6 @@
 """Servers the benchmark starts besides ``seat-inventory serve``, each on the same
-grpc.aio stack (the options of ``seat_inventory.api.server.server_options``):
+grpc.aio stack (the options of ``seat_inventory.api.server.server_options``, and
+the service's extra accept loops of ``seat_inventory.api.accept``):
 
 - ``ceiling``: SeatInventory/Reserve answering an empty message at once, the
   most a grpc.aio process can answer on this machine;
@@ -70,7 +71,13 @@ async def _layer(role: str, extra: dict[str, Any], closing: list[Any]) -> Any:
 
 
 async def serve(role: str, port: int, extra: dict[str, Any]) -> None:
-    server = grpc_server(reuse_port=bool(extra.get("reuse_port")))
+    from seat_inventory.api.accept import Acceptors, Registrar
+    from seat_inventory.config import Settings
+
+    grpc_aio = grpc_server(reuse_port=bool(extra.get("reuse_port")))
+    # The service's own way of taking new calls (api/accept.py), the same for every server here.
+    acceptors = Acceptors(grpc_aio, Settings().accepts_per_method)
+    server: Any = Registrar(grpc_aio, acceptors)
     closing: list[Any] = []
     if role == "ceiling" or role.startswith("layer-"):
         handler = _empty if role == "ceiling" else await _layer(role, extra, closing)
@@ -93,9 +100,10 @@ async def serve(role: str, port: int, extra: dict[str, Any]) -> None:
             await servicer.start()
         closing.append(servicer)
         pb_grpc.add_SeatInventoryServicer_to_server(servicer, server)
-    if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
+    if grpc_aio.add_insecure_port(f"127.0.0.1:{port}") == 0:
         raise SystemExit(f"bench {role}: cannot listen on port {port}")
-    await server.start()
+    await grpc_aio.start()
+    acceptors.start()
     from seat_inventory.runtime import DEFAULT_GC_THRESHOLD, tune_gc
 
     tune_gc(DEFAULT_GC_THRESHOLD)  # the runtime `seat-inventory serve` sets up once built
@@ -104,6 +112,7 @@ async def serve(role: str, port: int, extra: dict[str, Any]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await server.stop(0.5)
+    await grpc_aio.stop(0.5)
+    await acceptors.aclose()
     for item in reversed(closing):
         await (item.aclose() if hasattr(item, "aclose") else item.close())

@@ -261,6 +261,13 @@ def _serve_parser(sub: Any) -> None:
         "calls come densely from many callers (0: never wait)",
     )
     opt(
+        "--accepts-per-method",
+        _non_negative_int,
+        16,
+        "new calls of each method the server stands ready to take at once beyond grpc.aio's "
+        "own one (see api/accept.py); 0: grpc.aio's own alone",
+    )
+    opt(
         "--gc-threshold",
         _non_negative_int,
         50_000,
@@ -320,6 +327,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_message_bytes=args.max_message_bytes,
         access_log=args.access_log,
         gc_threshold=args.gc_threshold,
+        accepts_per_method=args.accepts_per_method,
         redis_batch_linger_s=args.redis_batch_linger,
         log_format=args.log_format,
         log_level=args.log_level,

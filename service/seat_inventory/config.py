@@ -61,6 +61,9 @@ class Settings:
     # gRPC answers CANCELLED to new calls beyond this many not yet picked up
     # by the application; the default (1000) drops bursts of stream opens.
     max_pending_requests: int = 10_000
+    # New calls of each method the server stands ready to take at once beyond
+    # grpc.aio's own one (api/accept.py); 0: grpc.aio's own alone.
+    accepts_per_method: int = 16
     # Ping idle connections so that dead peers' streams are ended.
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0

@@ -22,10 +22,13 @@ def seat_map(n: int, section: str = "A") -> list[types_pb2.SeatSpec]:
     ]
 
 
-async def create_event(admin: object, n: int = 20) -> str:
+async def create_event(
+    admin: object, n: int = 20, metadata: tuple[tuple[str, str], ...] = ()
+) -> str:
     event_id = new_event_id()
     await admin.CreateEvent(  # type: ignore[attr-defined]
         inventory_admin_pb2.CreateEventRequest(event_id=event_id, name="Test", seats=seat_map(n)),
+        metadata=metadata,
         timeout=30,
     )
     return event_id

@@ -29,7 +29,7 @@ from seat_inventory.cli import main
 from seat_inventory.config import Settings
 from seat_inventory.domain.policy import Limits
 from tests.e2e.conftest import Running, start_server, stop_running
-from tests.e2e.helpers import error_info, new_event_id, seat_map, ttl
+from tests.e2e.helpers import create_event, error_info, new_event_id, seat_map, ttl
 from tests.support.auth import TestPrincipals, bearer
 from tests.support.server_process import ServerProcess
 
@@ -63,15 +63,7 @@ async def secured(
 
 
 async def new_event(running: Running, principals: TestPrincipals, seats: int = 10) -> str:
-    event_id = new_event_id()
-    await running.admin.CreateEvent(
-        inventory_admin_pb2.CreateEventRequest(
-            event_id=event_id, name="Auth", seats=seat_map(seats)
-        ),
-        metadata=principals.md("ops"),
-        timeout=30,
-    )
-    return event_id
+    return await create_event(running.admin, seats, principals.md("ops"))
 
 
 def reserve(event_id: str, seats: list[str], holder: str = "alice", **kw: object) -> object:

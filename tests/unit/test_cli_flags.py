@@ -109,6 +109,16 @@ def test_gc_threshold_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> N
     assert cli._settings(parse([])).gc_threshold == 20_000
 
 
+def test_accepts_per_method_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEAT_INVENTORY_ACCEPTS_PER_METHOD", raising=False)
+    assert cli._settings(parse([])).accepts_per_method == 16
+    assert cli._settings(parse(["--accepts-per-method", "0"])).accepts_per_method == 0
+    monkeypatch.setenv("SEAT_INVENTORY_ACCEPTS_PER_METHOD", "4")
+    assert cli._settings(parse([])).accepts_per_method == 4
+    with pytest.raises(SystemExit):
+        parse(["--accepts-per-method", "-1"])
+
+
 def test_redis_batch_linger_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SEAT_INVENTORY_REDIS_BATCH_LINGER", raising=False)
     assert cli._settings(parse([])).redis_batch_linger_s == 0.001

@@ -86,6 +86,9 @@ class CallGuard:
         if self.metrics is not None:
             self.metrics.stream_subscribers.dec()
 
+    def open_streams(self, principal: Principal) -> int:
+        return self._streams.open(principal.name)
+
     def finish(
         self,
         method: str,

@@ -18,6 +18,7 @@ from seatinventory.v1 import seat_inventory_pb2_grpc as inventory_grpc
 from ..bootstrap import App
 from ..config import Settings
 from ..domain.errors import InventoryError
+from .accept import Acceptors, Registrar
 from .admin_servicer import InventoryAdminServicer
 from .auth import AuthInterceptor, PrincipalsError, load_principals
 from .calls import CallGuard
@@ -58,7 +59,7 @@ class _Captured:
         self.service, self.handlers = service, dict(handlers)
 
 
-def _add_inventory(servicer: SeatInventoryServicer, server: grpc.aio.Server) -> None:
+def _add_inventory(servicer: SeatInventoryServicer, server: Any) -> None:
     """The generated registration, except that StreamAvailability and
     GetAvailability send bytes as they are."""
     captured = _Captured()
@@ -244,12 +245,14 @@ class Server:
         )
         inventory = SeatInventoryServicer(app.inventory, app.bookings, app.watch)
         admin = InventoryAdminServicer(app.admin, app.bookings)
-        inventory.calls = admin.calls = guard
-        _add_inventory(inventory, self._server)
-        admin_grpc.add_InventoryAdminServicer_to_server(admin, self._server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        inventory.calls = admin.calls = self.calls = guard
+        self.acceptors = Acceptors(self._server, settings.accepts_per_method, self._interceptors)
+        registrar = cast(Any, Registrar(self._server, self.acceptors))
+        _add_inventory(inventory, registrar)
+        admin_grpc.add_InventoryAdminServicer_to_server(admin, registrar)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), registrar
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
@@ -271,6 +274,7 @@ class Server:
             )
         await self._set_health(serving=False)
         await self._server.start()
+        self.acceptors.start()
         self._tasks = [
             asyncio.create_task(self._watch_backends(), name="health"),
             asyncio.create_task(self.app.sweeper.run(), name="sweeper"),
@@ -340,6 +344,7 @@ class Server:
         await self.app.hub.close()
         await _cancel_all(self._tasks)
         await self._server.stop(self.app.settings.grace_s if grace_s is None else grace_s)
+        await self.acceptors.aclose()
         if self.metrics_endpoint is not None:
             await asyncio.to_thread(self.metrics_endpoint.stop)
         await self.app.close()
