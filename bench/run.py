@@ -1379,7 +1379,8 @@ def results_md(bench: Bench, args: argparse.Namespace, elapsed_s: float) -> str:
         "## What the rows run",
         "",
         "- **ceiling**: SeatInventory/Reserve answering an empty message without reading the "
-        "request, on `grpc.aio.server` with the service's own `server_options` (bench/servers.py); "
+        "request, on `grpc.aio.server` with the service's own `server_options` and its way of "
+        "taking new calls (api/accept.py; every server here has both, bench/servers.py); "
         "the h2load rows replay one framed request over one connection (4 per process for "
         "several processes) with the same number of streams in flight.",
         f"- **Reserve**: 2 seats per call, disjoint pairs lapping a {cfg.big_event:,}-seat event, "

@@ -9,7 +9,7 @@ its own atomic script; batching changes nothing Redis does, only how the
 commands travel.
 
 How long a call waits for company. Redis answers a batch in tens of
-microseconds, while grpc.aio hands the server one new call per loop
+microseconds, while grpc.aio on its own hands the server one new call per loop
 iteration: sent at the first chance, batches averaged 1.2-1.4 calls under
 full load, and each call still paid its own write, read and wake-ups (a
 third of Reserve's server time). So while calls come densely (an average gap
@@ -23,7 +23,9 @@ p99 31-40 -> 18-30 ms; the Redis call's server cost all but disappears
 callers calling in a loop lost 11-22 % of their throughput and up to ~1 ms
 of latency. One
 caller calling in a loop makes batches of exactly one and never waits, nor
-does anything when calls are sparse.
+does anything when calls are sparse. Since the server takes new calls many
+at a time (``api/accept.py``) they reach the batcher together anyway, and the
+linger no longer moves Reserve under full load (bench/PROFILE.md).
 
 - Each lane keeps a connection taken from the client's pool until it fails
   (so the pool's limit and the client's ``aclose`` still apply).
