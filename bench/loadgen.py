@@ -110,15 +110,26 @@ def summary(
 async def grpc_call(job: dict[str, Any], requests: list[bytes]) -> tuple[Call, Any]:
     import grpc
 
-    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    channel = grpc.aio.insecure_channel(job["target"], options=options)
-    await asyncio.wait_for(channel.channel_ready(), 30)
+    # Each channel its own connection (a local subchannel pool): the kernel hands
+    # server processes sharing a port whole connections, so one channel would
+    # measure one process of several.
+    options = [
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
+    channels = [
+        grpc.aio.insecure_channel(job["target"], options=options)
+        for _ in range(int(job.get("channels", 1)))
+    ]
+    for channel in channels:
+        await asyncio.wait_for(channel.channel_ready(), 30)
+    resource = _Channels(channels)
     timeout = float(job.get("timeout_s", 10.0))
     if job.get("kind") == "stream_first":
-        stream = channel.unary_stream(job["method"])
+        streams = [channel.unary_stream(job["method"]) for channel in channels]
 
         async def first(index: int) -> str:
-            call = stream(requests[index], timeout=timeout)
+            call = streams[index % len(streams)](requests[index], timeout=timeout)
             try:
                 await call.read()
                 return "OK"
@@ -127,17 +138,26 @@ async def grpc_call(job: dict[str, Any], requests: list[bytes]) -> tuple[Call, A
             finally:
                 call.cancel()
 
-        return first, channel
-    unary = channel.unary_unary(job["method"])
+        return first, resource
+    unaries = [channel.unary_unary(job["method"]) for channel in channels]
 
     async def once(index: int) -> str:
         try:
-            await unary(requests[index], timeout=timeout)
+            await unaries[index % len(unaries)](requests[index], timeout=timeout)
             return "OK"
         except grpc.aio.AioRpcError as err:
             return err.code().name
 
-    return once, channel
+    return once, resource
+
+
+class _Channels:
+    def __init__(self, channels: list[Any]) -> None:
+        self.channels = channels
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()
 
 
 def raw_reserve(

@@ -824,12 +824,18 @@ class Bench:
         target = ours2[1] if ours2 else ""
         big = await self.create_event(target, cfg.big_event, "w") if ours2 else ""
         requests = reserve_requests(big or "w", disjoint_pairs(cfg.big_event), SHORT_TTL_MS)
+        # The kernel hands each process whole connections: 4 per process, as for h2load.
+        channels = 4 * cfg.workers
         for rep in range(cfg.reps):
             self.log(f" run {rep + 1}/{cfg.reps}")
             ceil = None
             if ceiling2_port is not None:
                 ceil = await self.load(
-                    {"target": f"127.0.0.1:{ceiling2_port}", "method": RESERVE},
+                    {
+                        "target": f"127.0.0.1:{ceiling2_port}",
+                        "method": RESERVE,
+                        "channels": channels,
+                    },
                     requests,
                     "ceiling2",
                     label=f"ceiling, {cfg.workers} processes",
@@ -839,7 +845,7 @@ class Bench:
                 ).runs.append(ceil)
             if ours2 is not None:
                 run = await self.load(
-                    {"target": target, "method": RESERVE},
+                    {"target": target, "method": RESERVE, "channels": channels},
                     requests,
                     ours2[0],
                     label=f"Reserve, {cfg.workers} workers",
