@@ -1,7 +1,9 @@
 """Script calls made together travel to Redis as one pipeline (adapters/redis/batch.py):
 each call keeps its own reply and its own error, a caller that gives up drops
 only its own call, and a lost connection fails (or retries) only the calls it
-carried, never leaving an unread reply on a pooled connection."""
+carried, never leaving an unread reply on a pooled connection. Every test runs
+twice: replies read straight from redis-py's hiredis reader (the default with
+hiredis installed) and through redis-py's ``read_response`` (any other parser)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from seat_inventory.adapters.redis import RedisHoldStore, connect_redis
+from seat_inventory.adapters.redis import RedisHoldStore, batch, connect_redis
 from seat_inventory.adapters.redis.batch import ScriptBatcher
 from seat_inventory.domain.errors import (
     BackendUnavailable,
@@ -41,6 +43,13 @@ def request(seats: tuple[str, ...], event: str = EVENT, holder: str = "alice") -
         request_id="",
         fingerprint=reserve_fingerprint(seats, 60_000),
     )
+
+
+@pytest.fixture(autouse=True, params=["direct", "read_response"])
+def reply_reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "read_response":
+        monkeypatch.setattr(batch, "_HiredisParser", None)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -83,16 +92,18 @@ def test_only_a_plain_client_of_one_server_is_batched(redis_url: str) -> None:
 
 
 async def test_calls_made_together_share_batches_and_keep_their_own_replies(
-    store: RedisHoldStore, client: aioredis.Redis
+    store: RedisHoldStore, client: aioredis.Redis, reply_reader: str
 ) -> None:
     """100 Reserves issued at once go out in far fewer batches; each gets its own hold."""
     assert store.batcher is not None
-    before = store.batcher.batches
+    before, direct_before = store.batcher.batches, store.batcher.direct_reads
     pairs = [(SEATS[2 * i], SEATS[2 * i + 1]) for i in range(100)]
     holds = await asyncio.gather(*(store.reserve(request(pair)) for pair in pairs))
     assert [hold.seat_ids for hold in holds] == pairs
     assert len({hold.hold_id for hold in holds}) == 100
     assert store.batcher.batches - before <= 10
+    direct = store.batcher.direct_reads - direct_before
+    assert direct == (store.batcher.batches - before if reply_reader == "direct" else 0)
     assert await held_seats(client) == set(SEATS)
     assert await pool_is_clean(client)
 
