@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
-import threading
+import secrets
 
 __all__ = [
     "EVENT_ID_RULE",
@@ -64,50 +63,13 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-class _RandomBytes:
-    """Bytes of the OS's CSPRNG (``os.urandom``) fetched 4 KiB at a time: one
-    system call per ~200 ids instead of one each (a few per cent of a Reserve's
-    server time went to ``secrets.token_bytes``). Thread-safe; a forked child
-    starts with a fresh buffer. Ids are unguessable, not secrets: holds are
-    also checked against their holder and principal."""
-
-    def __init__(self, chunk: int = 4096) -> None:
-        self._chunk = chunk
-        self._lock = threading.Lock()
-        self._buffer = b""
-        self._at = 0
-        os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._buffer, self._at = b"", 0
-
-    def take(self, n: int) -> bytes:
-        with self._lock:
-            at = self._at
-            if at + n > len(self._buffer):
-                self._buffer, at = os.urandom(max(self._chunk, n)), 0
-            self._at = at + n
-            return self._buffer[at : at + n]
-
-
-_random = _RandomBytes()
-_event_prefixes: dict[str, str] = {}
-_MAX_PREFIXES = 4096
-
-
 def new_hold_id(event_id: str) -> str:
     """An opaque hold id that also tells the service which event it belongs to.
 
     The event id travels base64url-encoded before a ``.`` (not in the base64url
     alphabet), so no event id can make two hold ids ambiguous.
     """
-    prefix = _event_prefixes.get(event_id)
-    if prefix is None:
-        if len(_event_prefixes) >= _MAX_PREFIXES:
-            _event_prefixes.clear()
-        prefix = _event_prefixes[event_id] = _b64(event_id.encode()) + "."
-    return prefix + _b64(_random.take(HOLD_TOKEN_BYTES))
+    return f"{_b64(event_id.encode())}.{_b64(secrets.token_bytes(HOLD_TOKEN_BYTES))}"
 
 
 def event_of_hold(hold_id: str) -> str | None:
@@ -127,4 +89,4 @@ def event_of_hold(hold_id: str) -> str | None:
 
 
 def new_booking_id() -> str:
-    return "bk_" + _b64(_random.take(16))
+    return "bk_" + _b64(secrets.token_bytes(16))
