@@ -184,6 +184,7 @@ LAYERS = (
     "empty unary RPC (the ceiling)",
     "+ decode ReserveRequest, encode a ReserveResponse",
     "+ one script call on Redis (batched, as the store makes it)",
+    "+ the store's real reserve.lua call instead (hold id, arguments, reply, a hold)",
     "Reserve (the service: validation, ids, reserve.lua, errors, metrics, request ids)",
 )
 
@@ -641,7 +642,8 @@ class Bench:
             ("ceiling", f"127.0.0.1:{ceiling_port}", "ceiling", LAYERS[0]),
             ("messages", f"127.0.0.1:{layer_ports['messages']}", "layer-messages", LAYERS[1]),
             ("redis", f"127.0.0.1:{layer_ports['redis']}", "layer-redis", LAYERS[2]),
-            ("ours", target, ours, LAYERS[3]),
+            ("store", f"127.0.0.1:{layer_ports['store']}", "layer-store", LAYERS[3]),
+            ("ours", target, ours, LAYERS[4]),
         ]
         for rep in range(cfg.reps):
             self.log(f" run {rep + 1}/{cfg.reps}")
@@ -1034,14 +1036,14 @@ class Bench:
         if cfg.wants("hot"):
             await self.guard("hot path", self.hot_path(ours.name, ceiling_port, target))
         if cfg.wants("layers"):
-            layer_ports = {"messages": free_port(), "redis": free_port()}
+            layer_ports = {"messages": free_port(), "redis": free_port(), "store": free_port()}
             for key, lport in layer_ports.items():
                 procs.append(
                     self.start_role(f"layer-{key}", lport, f"layer-{key}", redis_url=self.redis_url)
                 )
                 await wait_port(lport, proc=procs[-1])
             await self.guard("layers", self.layers(ours.name, ceiling_port, layer_ports, target))
-            for proc in procs[-2:]:
+            for proc in procs[-len(layer_ports) :]:
                 proc.stop()
         if cfg.wants("booking"):
             await self.guard("bookings", self.booking(ours.name, target))
@@ -1495,7 +1497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # internal: the servers the bench starts
     parser.add_argument(
         "--role",
-        choices=("ceiling", "naive", "dbonly", "layer-messages", "layer-redis"),
+        choices=("ceiling", "naive", "dbonly", "layer-messages", "layer-redis", "layer-store"),
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

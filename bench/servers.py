@@ -6,10 +6,12 @@ the service's extra accept loops of ``seat_inventory.api.accept``):
   most a grpc.aio process can answer on this machine;
 - ``naive`` and ``dbonly``: the alternatives in ``alternatives/``, serving
   the real SeatInventory service (Reserve) so that the same requests drive them;
-- ``layer-messages`` and ``layer-redis``: the ceiling plus one layer of what
-  Reserve does at a time, to show where Reserve's server time goes: decoding
-  the request and encoding a real ReserveResponse; then also one script call
-  on Redis through the service's own batched path (``ScriptBatcher``).
+- ``layer-messages``, ``layer-redis`` and ``layer-store``: the ceiling plus
+  one layer of what Reserve does at a time, to show where Reserve's server
+  time goes: decoding the request and encoding a real ReserveResponse; then
+  also one script call on Redis through the service's own batched path
+  (``ScriptBatcher``); then the store's real reserve.lua call instead (a hold
+  id, the script's arguments and reply, a hold made in Redis).
 """
 
 from __future__ import annotations
@@ -38,31 +40,58 @@ async def _empty(request: bytes, context: Any) -> bytes:
 
 
 async def _layer(role: str, extra: dict[str, Any], closing: list[Any]) -> Any:
-    """Reserve's handler reduced to its messages, or to its messages and one Redis call."""
+    """Reserve's handler reduced to its messages; then also one Redis call; then
+    the store's real reserve.lua call instead (its arguments, its reply, a hold)."""
     from seatinventory.v1 import seat_inventory_pb2 as pb
     from seatinventory.v1 import types_pb2
 
     from seat_inventory.adapters.redis.batch import ScriptBatcher
     from seat_inventory.adapters.redis.connection import connect_redis
+    from seat_inventory.adapters.redis.store import RedisHoldStore
+    from seat_inventory.domain.ids import new_hold_id
+    from seat_inventory.service_layer.ports import ReserveRequest
 
     hold = types_pb2.Hold(hold_id="x" * 44, holder_id="bench")
     hold.expires_at.FromMilliseconds(1_900_000_000_000)
     redis: Any = None
-    if role == "layer-redis":
+    store: RedisHoldStore | None = None
+    if role in ("layer-redis", "layer-store"):
         redis = connect_redis(extra["redis_url"], timeout_s=2.0)
         closing.append(redis)
         sha = await redis.script_load("return ARGV[1]")
         batcher = ScriptBatcher.for_client(redis)
         if batcher is None:
-            raise SystemExit("bench layer-redis: needs a plain Redis server")
+            raise SystemExit(f"bench {role}: needs a plain Redis server")
         closing.append(batcher)
+        if role == "layer-store":
+            store = RedisHoldStore(redis)
+            closing.append(store)
 
     async def reserve(request: bytes, context: Any) -> bytes:
         req = pb.ReserveRequest.FromString(request)
-        if redis is not None:
-            await batcher.evalsha(sha, (), (req.event_id,))
         reply = pb.ReserveResponse()
-        reply.hold.CopyFrom(hold)
+        if store is not None:
+            # The event is the service's, loaded in the same Redis; the service's
+            # sweeper expires these holds too.
+            made = await store.reserve(
+                ReserveRequest(
+                    event_id=req.event_id,
+                    hold_id=new_hold_id(req.event_id),
+                    holder_id=req.holder_id,
+                    seat_ids=tuple(req.seat_ids),
+                    ttl_ms=req.ttl.ToMilliseconds(),
+                    max_lifetime_ms=3_600_000,
+                    request_id="",
+                    fingerprint="",
+                )
+            )
+            reply.hold.hold_id = made.hold_id
+            reply.hold.expires_at.FromMilliseconds(made.expires_at_ms)
+            reply.hold.holder_id = made.holder_id
+        else:
+            if redis is not None:
+                await batcher.evalsha(sha, (), (req.event_id,))
+            reply.hold.CopyFrom(hold)
         reply.hold.event_id = req.event_id
         reply.hold.seat_ids.extend(req.seat_ids)
         return reply.SerializeToString()
