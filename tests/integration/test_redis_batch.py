@@ -145,9 +145,10 @@ async def test_calls_trickling_in_from_many_callers_wait_for_company(
 
 
 async def test_a_lone_caller_or_a_zero_linger_never_waits(client: aioredis.Redis) -> None:
-    """One caller calling in a loop makes batches of one and is never kept waiting;
-    with the linger at 0, trickling calls go out at once too."""
-    lone = RedisHoldStore(client)
+    """One caller calling in a loop makes batches of one and is never kept waiting,
+    even with a linger; with the linger at 0 (the default), trickling calls go
+    out at once too."""
+    lone = RedisHoldStore(client, batch_linger_s=0.001)
     assert lone.batcher is not None
     await lone.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
     for i in range(30):
@@ -155,7 +156,7 @@ async def test_a_lone_caller_or_a_zero_linger_never_waits(client: aioredis.Redis
     assert (lone.batcher.batches, lone.batcher.calls, lone.batcher.lingered) == (30, 30, 0)
     await lone.aclose()
 
-    eager = RedisHoldStore(client, batch_linger_s=0)
+    eager = RedisHoldStore(client)
     assert eager.batcher is not None
     pairs = [(SEATS[2 * i], SEATS[2 * i + 1]) for i in range(15, 100)]
     await asyncio.gather(*(eager.reserve(request(pair)) for pair in pairs[:40]))

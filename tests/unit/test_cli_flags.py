@@ -121,8 +121,8 @@ def test_accepts_per_method_reaches_the_settings(monkeypatch: pytest.MonkeyPatch
 
 def test_redis_batch_linger_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SEAT_INVENTORY_REDIS_BATCH_LINGER", raising=False)
-    assert cli._settings(parse([])).redis_batch_linger_s == 0.001
-    assert cli._settings(parse(["--redis-batch-linger", "0"])).redis_batch_linger_s == 0
+    assert cli._settings(parse([])).redis_batch_linger_s == 0
+    assert cli._settings(parse(["--redis-batch-linger", "0.001"])).redis_batch_linger_s == 0.001
     with pytest.raises(SystemExit):
         parse(["--redis-batch-linger", "-1"])
 

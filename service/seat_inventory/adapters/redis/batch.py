@@ -8,24 +8,19 @@ MULTI): one write, the replies read back in order. Each call still runs as
 its own atomic script; batching changes nothing Redis does, only how the
 commands travel.
 
-How long a call waits for company. Redis answers a batch in tens of
-microseconds, while grpc.aio on its own hands the server one new call per loop
-iteration: sent at the first chance, batches averaged 1.2-1.4 calls under
-full load, and each call still paid its own write, read and wake-ups (a
-third of Reserve's server time). So while calls come densely (an average gap
-under half of ``linger_s``) from several callers (batches have been
-averaging more than one call), the first call of a batch waits up to
-``linger_s`` (default 1 ms, ``--redis-batch-linger``) for others, and the
-batch goes as soon as it has ``min_batch`` calls. Measured (one server, 64
-callers): batches of 4-7 calls, Reserve 3,000 -> 4,200-4,800 calls/s and
-p99 31-40 -> 18-30 ms; the Redis call's server cost all but disappears
-(bench/ layers group). The price is paid at moderate concurrency: 2 to 8
-callers calling in a loop lost 11-22 % of their throughput and up to ~1 ms
-of latency. One
-caller calling in a loop makes batches of exactly one and never waits, nor
-does anything when calls are sparse. Since the server takes new calls many
-at a time (``api/accept.py``) they reach the batcher together anyway, and the
-linger no longer moves Reserve under full load (bench/PROFILE.md).
+How long a call may wait for company (``linger_s``, ``--redis-batch-linger``,
+default 0: never). While calls come densely (an average gap under half of
+``linger_s``) from several callers (batches have been averaging more than one
+call), the first call of a batch waits up to ``linger_s`` for others, and the
+batch goes as soon as it has ``min_batch`` calls; one caller calling in a
+loop makes batches of exactly one and never waits, nor does anything when
+calls are sparse. It paid while grpc.aio handed the server one new call per
+loop iteration (batches of 1.2-1.4 calls sent at once; with a 1 ms linger,
+4-7, and Reserve 3,000 -> 4,200-4,800 calls/s). Since the server takes new
+calls many at a time (``api/accept.py``) they reach the batcher together
+anyway: with 64 callers the 1 ms linger no longer moves Reserve, while 4 and
+8 callers calling in a loop lost 28-42 % of their Reserves to it (2 pairs
+each, bench/PROFILE.md). Hence the default.
 
 - Each lane keeps a connection taken from the client's pool until it fails
   (so the pool's limit and the client's ``aclose`` still apply).
@@ -106,7 +101,7 @@ class ScriptBatcher:
         *,
         lanes: int = 1,
         max_batch: int = 256,
-        linger_s: float = 0.001,
+        linger_s: float = 0.0,
         min_batch: int = 16,
     ) -> None:
         self._pool = pool

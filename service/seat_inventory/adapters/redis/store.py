@@ -94,7 +94,7 @@ class RedisHoldStore:
         clock: Clock | None = None,
         settings: StoreSettings | None = None,
         batching: bool = True,
-        batch_linger_s: float = 0.001,
+        batch_linger_s: float = 0.0,
     ) -> None:
         self._redis = redis
         # None: scripts read Redis's own clock (TIME), one clock for every
