@@ -55,8 +55,9 @@ def test_bench_smoke_writes_results(tmp_path: Path) -> None:
 
     # The layers: the ceiling, then one layer of Reserve's work at a time, then Reserve.
     layers = [row for row in result["rows"] if row["group"] == "layers"]
-    assert len(layers) == 4
+    assert len(layers) == 5
     assert layers[0]["name"].startswith("empty unary RPC")
+    assert "real reserve.lua" in layers[3]["name"]
     assert layers[-1]["name"].startswith("Reserve")
     for row in layers:
         run = row["runs"][0]
