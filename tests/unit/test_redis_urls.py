@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError
 
 from seat_inventory.adapters.redis import RedisHoldStore
@@ -113,3 +114,30 @@ async def test_an_unreachable_cluster_is_backend_unavailable() -> None:
     finally:
         await waiter.close()
         await client.aclose()
+
+
+async def test_a_cluster_connection_closed_under_a_command_is_a_lost_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """redis-py's cluster client can write on a connection another command's
+    failure has just closed (``'NoneType' object has no attribute 'writelines'``,
+    seen while a master restarted): that is a lost connection, answered
+    UNAVAILABLE, not an internal error. An AttributeError of anyone else's stays."""
+    namespace: dict[str, object] = {"__name__": "redis.asyncio.connection"}
+    exec(  # noqa: S102 - a function that fails inside a "redis-py" module
+        "async def send(*args, **kwargs):\n    writer = None\n    writer.writelines([])\n",
+        namespace,
+    )
+    monkeypatch.setattr(RedisCluster, "execute_command", namespace["send"])
+    client = connect_redis("redis+cluster://127.0.0.1:7000")
+    with pytest.raises(RedisConnectionError, match="connection lost") as lost:
+        await client.execute_command("GET", "k")
+    assert isinstance(lost.value.__cause__, AttributeError)
+    assert isinstance(unavailable(lost.value), BackendUnavailable)
+
+    async def ours(*args: object, **kwargs: object) -> None:
+        raise AttributeError("a bug of our own")
+
+    monkeypatch.setattr(RedisCluster, "execute_command", ours)
+    with pytest.raises(AttributeError, match="a bug of our own"):
+        await client.execute_command("GET", "k")

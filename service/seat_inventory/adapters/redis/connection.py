@@ -122,8 +122,24 @@ class _QueueingCluster(RedisCluster):
                 raise RedisConnectionError("no Redis Cluster connection became free") from None
         try:
             return await super().execute_command(*args, **kwargs)
+        except AttributeError as exc:
+            if not _raised_in_redis_py(exc):
+                raise
+            # redis-py's cluster client can send on a connection that a failure
+            # seen by another command has just closed (its writer is None; seen
+            # while a master restarts): a lost connection, not a bug here.
+            raise RedisConnectionError(f"Redis Cluster connection lost: {exc}") from exc
         finally:
             self._gate.release()
+
+
+def _raised_in_redis_py(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("redis.")
 
 
 def _connect_cluster(parts: SplitResult, *, timeout_s: float, max_connections: int) -> Any:
