@@ -43,6 +43,30 @@ except ImportError:  # pragma: no cover - grpcio always ships it
     _cygrpc = None
 
 _PRIVATE = ("_MethodResolver", "_handle_rpc", "_schedule_rpc_coro", "_RequestCallError")
+# The parameters the loops pass, as grpcio 1.85 names them.
+_SIGNATURES = {
+    "_handle_rpc": (
+        "method_name",
+        "method_resolver",
+        "interceptors",
+        "rpc_state",
+        "loop",
+        "concurrency_exceeded",
+    ),
+    "_schedule_rpc_coro": ("rpc_coro", "rpc_state", "loop", "method_name"),
+}
+
+
+def _unknown_internals(core: Any) -> list[str]:
+    """The private parts this grpcio lacks or has changed ([] when all is as known)."""
+    if core is None or not hasattr(core, "_request_registered_call"):
+        return ["AioServer._request_registered_call"]
+    unknown = [name for name in _PRIVATE if not hasattr(_cygrpc, name)]
+    for name, expected in _SIGNATURES.items():
+        code = getattr(getattr(_cygrpc, name, None), "__code__", None)
+        if code is None or code.co_varnames[: code.co_argcount] != expected:
+            unknown.append(f"{name}{expected}")
+    return unknown
 
 
 class Acceptors:
@@ -88,13 +112,13 @@ class Acceptors:
         if self._per_method <= 0 or not self._handlers:
             return False
         core = getattr(self._server, "_server", None)
-        missing = [name for name in _PRIVATE if not hasattr(_cygrpc, name)]
-        if core is None or not hasattr(core, "_request_registered_call") or missing:
+        unknown = _unknown_internals(core)
+        if unknown:
             log.warning(
                 "grpc.aio internals differ from the ones known: new calls are taken one at a "
                 "time per method (slower, still correct)",
                 grpc_version=grpc.__version__,
-                missing=missing or ["AioServer._request_registered_call"],
+                missing=unknown,
             )
             return False
         resolver = _cygrpc._MethodResolver([], dict(self._handlers))
