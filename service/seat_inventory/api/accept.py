@@ -144,8 +144,12 @@ class Acceptors:
                     log.warning("extra accept loop stopped", method=method, error=repr(exc))
                 return
             self.accepted += 1
-            call = handle(method, resolver, interceptors, rpc_state, loop, False)
-            task = loop.create_task(schedule(call, rpc_state, loop, method))
+            try:
+                call = handle(method, resolver, interceptors, rpc_state, loop, False)
+                task = loop.create_task(schedule(call, rpc_state, loop, method))
+            except Exception as exc:  # noqa: BLE001 - checked at start; never seen
+                log.error("extra accept loop stopped", method=method, error=repr(exc))
+                return
             calls.add(task)
             task.add_done_callback(calls.discard)
 
