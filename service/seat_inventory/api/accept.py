@@ -15,7 +15,10 @@ grpc.aio's own loop does (its ``_handle_rpc`` and ``_schedule_rpc_coro``:
 interceptors, handler lookup, cancellation from the peer, status on errors)
 and asks for the next call in the same step. Measured side by side (bench/,
 4 per method): the empty-RPC ceiling 7,300 -> 11,200 calls/s, Reserve
-4,500 -> 6,600, Confirm 1,350 -> 1,760, Release 4,100 -> 6,500.
+4,500 -> 6,600, Confirm 1,350 -> 1,760, Release 4,100 -> 6,500; 16 per
+method (the default) did better again (bench/PROFILE.md, item 9). Calls
+taken here do not pass grpc.aio's ``maximum_concurrent_rpcs`` limiter, which
+the service does not use (its limits are its own, api/calls.py).
 
 It uses grpc.aio's private parts. ``start`` checks they are there and
 answer as expected; when not (another grpcio), it logs a warning once and
