@@ -258,7 +258,7 @@ def _serve_parser(sub: Any) -> None:
         _non_negative_float,
         0.0,
         "seconds a Redis script call may wait for others to share its round trip, only while "
-        "calls come densely from many callers (default 0: never wait)",
+        "calls come densely from many callers (0: never wait)",
     )
     opt(
         "--accepts-per-method",
