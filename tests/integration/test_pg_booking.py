@@ -223,7 +223,7 @@ async def test_a_connection_lost_during_the_claim_is_unavailable_and_replaced(
 
 @contextlib.asynccontextmanager
 async def seat_booked_uncommitted(
-    inspector: asyncpg.Connection, event: Event, seat: str
+    inspector: asyncpg.Connection, event_id: str, seat: str
 ) -> AsyncIterator[asyncpg.transaction.Transaction]:
     """Another session's booking of ``seat``, inserted and not yet committed:
     a booking of that seat waits for it inside its one insert-and-commit
@@ -235,7 +235,7 @@ async def seat_booked_uncommitted(
             "INSERT INTO bookings (booking_id, event_id, hold_id, holder_id, order_ref,"
             " seat_ids, status, confirmed_at_ms) VALUES ($1, $2, $3, 'bob', '', $4, 1, 1)",
             "bk_other" + uuid.uuid4().hex[:12],
-            event.event_id,
+            event_id,
             "h.other" + uuid.uuid4().hex,
             seat,
         )
@@ -243,13 +243,30 @@ async def seat_booked_uncommitted(
             "INSERT INTO booked_seats (event_id, seat_id, booking_id)"
             " SELECT event_id, $2, booking_id FROM bookings"
             " WHERE event_id = $1 AND holder_id = 'bob'",
-            event.event_id,
+            event_id,
             seat,
         )
         yield tx
     finally:
         if inspector.is_in_transaction():
             await tx.rollback()
+
+
+@contextlib.asynccontextmanager
+async def commit_waiting_behind(
+    repo: SqlEventRepository,
+    inspector: asyncpg.Connection,
+    observer: asyncpg.Connection,
+    booking: Booking,
+    seat: str,
+) -> AsyncIterator[tuple[asyncpg.transaction.Transaction, asyncio.Task[tuple[Booking, bool]]]]:
+    """``booking``'s commit, started while another session's booking of
+    ``seat`` is uncommitted, and seen (from ``observer``) waiting for it inside
+    its insert-and-commit message. Yields the other transaction and the commit."""
+    async with seat_booked_uncommitted(inspector, booking.event_id, seat) as other:
+        writer = asyncio.create_task(commit(repo, booking))
+        await waiting_for(observer, "transactionid")
+        yield other, writer
 
 
 async def test_a_connection_lost_inside_the_booking_message_is_unavailable_and_writes_nothing(
@@ -262,9 +279,7 @@ async def test_a_connection_lost_inside_the_booking_message_is_unavailable_and_w
     booking = make_booking(event, "S5", "S0")
     try:
         async with asyncio.timeout(10):
-            async with seat_booked_uncommitted(inspector, event, "S5"):
-                writer = asyncio.create_task(commit(repo, booking))
-                await waiting_for(killer, "transactionid")
+            async with commit_waiting_behind(repo, inspector, killer, booking, "S5") as (_, writer):
                 assert await kill_fence_holders(killer) == 1
                 with pytest.raises(BackendUnavailable):
                     await writer
@@ -288,9 +303,10 @@ async def test_a_commit_cancelled_inside_the_booking_message_is_all_or_nothing(
     booking = make_booking(event, "S6", "S3")
     try:
         async with asyncio.timeout(10):
-            async with seat_booked_uncommitted(inspector, event, "S6"):
-                writer = asyncio.create_task(commit(repo, booking))
-                await waiting_for(watcher, "transactionid")
+            async with commit_waiting_behind(repo, inspector, watcher, booking, "S6") as (
+                _,
+                writer,
+            ):
                 writer.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await writer
@@ -325,9 +341,8 @@ async def test_a_booking_waiting_on_another_for_a_seat_gets_what_that_one_left(
     booking = make_booking(event, "S7", "S2")
     try:
         async with asyncio.timeout(10):
-            async with seat_booked_uncommitted(inspector, event, "S7") as other:
-                writer = asyncio.create_task(commit(repo, booking))
-                await waiting_for(watcher, "transactionid")
+            waiting = commit_waiting_behind(repo, inspector, watcher, booking, "S7")
+            async with waiting as (other, writer):
                 if other_commits:
                     await other.commit()
             if other_commits:
