@@ -153,11 +153,63 @@ async def test_extending_or_replaying_does_not_count_twice(
 
 
 async def test_a_vanished_hold_record_does_not_break_the_count(
-    store: RedisHoldStore, raw_redis: aioredis.Redis
+    store: RedisHoldStore, raw_redis: aioredis.Redis, clock: FakeClock
 ) -> None:
-    """A hold listed for its holder whose record is gone (lost data) counts no seats
-    instead of failing the Reserve."""
+    """A hold listed for its holder whose record is gone (lost data) keeps counting
+    the seats its entry names until its expiry, then stops: HOLD_LIMIT meanwhile,
+    never a script error."""
     hold = await store.reserve(reserve_request(("A1", "A2", "A3", "A4", "A5")))
     await raw_redis.delete(EventKeys(EVENT).hold(hold.hold_id))
     await raw_redis.delete(*(EventKeys(EVENT).seat(s) for s in hold.seat_ids))
+    with pytest.raises(HoldLimitExceeded) as refused:
+        await store.reserve(reserve_request(("A1",)))
+    assert refused.value.metadata["held"] == "5"
+    clock.advance(5_001)
     assert (await store.reserve(reserve_request(("A1",)))).seat_ids == ("A1",)
+
+
+async def holder_entries(raw_redis: aioredis.Redis, principal: str = "shop-a") -> list[str]:
+    return [
+        m.decode() if isinstance(m, bytes) else m
+        for m in await raw_redis.zrange(EventKeys(EVENT).holder(principal, "alice"), 0, -1)
+    ]
+
+
+async def as_entry_without_count(raw_redis: aioredis.Redis, hold: Hold) -> None:
+    """Rewrite a hold's holder entry as it was written before entries carried
+    their seat count: the bare hold id."""
+    key = EventKeys(EVENT).holder("shop-a", "alice")
+    member = f"{hold.hold_id}|{len(hold.seat_ids)}"
+    score = await raw_redis.zscore(key, member)
+    assert score is not None, "a new hold's entry names its seat count"
+    await raw_redis.zrem(key, member)
+    await raw_redis.zadd(key, {hold.hold_id: score})
+
+
+async def test_holder_entries_carry_the_seat_count_and_old_entries_still_count(
+    store: RedisHoldStore, raw_redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    """A holder's entry names its hold and seat count (one read counts every hold).
+    Entries written before that (bare hold ids, from a server of an earlier
+    version) are counted from their hold's record, follow an ExtendHold and leave
+    with a Release or the sweeper."""
+    first = await store.reserve(reserve_request(("A1", "A2", "A3")))
+    assert await holder_entries(raw_redis) == [f"{first.hold_id}|3"]
+    await as_entry_without_count(raw_redis, first)
+    with pytest.raises(HoldLimitExceeded) as refused:
+        await store.reserve(reserve_request(("A4", "A5", "A6")))
+    assert refused.value.metadata["held"] == "3"
+    second = await store.reserve(reserve_request(("A4", "A5")))
+    # an old entry moves with ExtendHold: past the first expiry it still counts
+    await store.extend(EVENT, first.hold_id, "alice", 20_000, "shop-a")
+    clock.advance(6_000)
+    with pytest.raises(HoldLimitExceeded) as refused:
+        await store.reserve(reserve_request(("A6", "A7", "A8")))
+    assert refused.value.metadata["held"] == "3"  # the second hold lapsed
+    assert await store.release(EVENT, first.hold_id, "alice", "shop-a")
+    assert await holder_entries(raw_redis) == [f"{second.hold_id}|2"]
+    third = await store.reserve(reserve_request(("A7", "A8", "A9")))
+    await as_entry_without_count(raw_redis, third)
+    clock.advance(6_000)
+    assert (await store.expire_due(EVENT))[0] == 2
+    assert await holder_entries(raw_redis) == []

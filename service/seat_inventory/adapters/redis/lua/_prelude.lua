@@ -120,16 +120,39 @@ local function read_hold(hold)
   return h[1], h[2], h[3], tonumber(h[4]), tonumber(h[5]), h[6] or ANONYMOUS
 end
 
--- The live holds of one holder of one principal: a ZSET hold -> the time it
--- stops counting (its expiry; its repair deadline once claimed). Principal
--- names never contain '|', so the key names one (principal, holder) pair.
+-- The live holds of one holder of one principal: a ZSET "<hold>|<seat count>"
+-- -> the time the hold stops counting (its expiry; its repair deadline once
+-- claimed), so counting a holder's seats is one range read. Principal names
+-- never contain '|', so the key names one (principal, holder) pair; hold ids
+-- never do either. Entries written before the count was kept are the bare
+-- hold id (reserve reads their seats from the hold record).
 local function holder_key(principal, holder)
   return PREFIX .. ':holder:' .. principal .. '|' .. holder
 end
 
+local function seat_count(csv)
+  if not csv or csv == '' then return 0 end
+  local _, commas = string.gsub(csv, ',', ',')
+  return commas + 1
+end
+
+-- A hold's entry in its holder's ZSET, from its seats csv.
+local function holder_entry(hold, seats_csv)
+  return hold .. '|' .. seat_count(seats_csv)
+end
+
+-- Moves a tracked hold's time (ZADD XX: only an entry that is there), in
+-- either form.
+local function retrack(principal, holder, hold, seats_csv, until_ms)
+  redis.call('ZADD', holder_key(principal, holder), 'XX',
+    until_ms, holder_entry(hold, seats_csv), until_ms, hold)
+end
+
 -- A hold is gone (released, expired, booked, given up): it stops counting.
-local function untrack(hold, principal, holder)
-  if principal and holder then redis.call('ZREM', holder_key(principal, holder), hold) end
+local function untrack(hold, principal, holder, seats_csv)
+  if principal and holder then
+    redis.call('ZREM', holder_key(principal, holder), holder_entry(hold, seats_csv), hold)
+  end
 end
 
 -- The common checks of release / extend / claim: loaded, exists, owned (by

@@ -13,5 +13,5 @@ append_feed('BOOKED', sold)
 append_feed('RELEASED', free_seats(hold, split(seats)))
 redis.call('DEL', hold_key(hold))
 redis.call('ZREM', K_DEADLINES, hold)
-untrack(hold, principal, holder)
+untrack(hold, principal, holder, seats)
 return {'OK'}

@@ -19,6 +19,6 @@ if h.state == 'held' then
   redis.call('HSET', KEYS[6], 'state', 'confirming', 'confirm_deadline', deadline)
   redis.call('ZADD', K_DEADLINES, deadline, hold)
   -- still the holder's seats until finalize or repair
-  redis.call('ZADD', holder_key(h.principal, h.owner), 'XX', deadline, hold)
+  retrack(h.principal, h.owner, hold, h.seats, deadline)
 end
 return {'CLAIMED', h.seats}

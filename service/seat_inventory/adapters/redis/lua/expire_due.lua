@@ -35,7 +35,8 @@ for _, hold in ipairs(due) do
       local tracked = holder_key(principal, holder)
       local list = by_holder[tracked]
       if not list then list = {}; by_holder[tracked] = list end
-      list[#list + 1] = hold
+      list[#list + 1] = holder_entry(hold, seats)
+      list[#list + 1] = hold  -- the form of entries from before counts were kept
     end
   end
 end

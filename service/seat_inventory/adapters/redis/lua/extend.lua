@@ -15,5 +15,5 @@ end
 index_held(seats, exp)
 redis.call('HSET', KEYS[6], 'expires_at', exp)
 redis.call('ZADD', K_DEADLINES, exp, hold)
-redis.call('ZADD', holder_key(h.principal, h.owner), 'XX', exp, hold)  -- counts until then
+retrack(h.principal, h.owner, hold, h.seats, exp)  -- counts until then
 return {'OK', h.seats, tostring(exp)}

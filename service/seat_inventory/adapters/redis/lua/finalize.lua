@@ -6,7 +6,7 @@ if not loaded() then return {'NOT_LOADED'} end
 -- already (an earlier finalize, or a reload from SQL, which the booking fence
 -- makes see every commit), and a late, stalled finalize must not put back
 -- seats a CancelBooking has freed since.
-local holder, state, _, _, _, principal = read_hold(hold)
+local holder, state, seats, _, _, principal = read_hold(hold)
 if state ~= 'confirming' then return {'ALREADY'} end
 local booked = {}
 for _, seat in ipairs(split(ARGV[5])) do
@@ -19,6 +19,6 @@ for _, seat in ipairs(split(ARGV[5])) do
 end
 redis.call('DEL', hold_key(hold))
 redis.call('ZREM', K_DEADLINES, hold)
-untrack(hold, principal, holder)
+untrack(hold, principal, holder, seats)
 append_feed('BOOKED', booked)
 return {'OK'}

@@ -9,7 +9,7 @@ if h.state == 'confirming' then return {'CONFIRMING'} end
 
 local freed = free_seats(hold, split(h.seats))
 redis.call('ZREM', K_DEADLINES, hold)
-untrack(hold, h.principal, h.owner)
+untrack(hold, h.principal, h.owner, h.seats)
 redis.call('HSET', KEYS[6], 'state', 'released')
 redis.call('PEXPIRE', KEYS[6], ARGV[6])
 append_feed('RELEASED', freed)

@@ -40,13 +40,19 @@ for i, seat in ipairs(seats) do
 end
 if #taken > 0 then return {'UNAVAILABLE', table.concat(taken, ',')} end
 
--- The seats this holder holds now: its holds that still count. Each has at
--- least one seat, so this loop is bounded by the limit.
+-- The seats this holder holds now: its holds that still count, each entry
+-- carrying its seat count (an entry from before counts were kept: its hold's
+-- record). Each hold has at least one seat, so this is bounded by the limit.
 local K_HOLDER = holder_key(principal, holder)
 if limit > 0 then
   local held = 0
   for _, other in ipairs(redis.call('ZRANGEBYSCORE', K_HOLDER, '(' .. NOW, '+inf')) do
-    held = held + #split(redis.call('HGET', hold_key(other), 'seats'))
+    local bar = string.find(other, '|', 1, true)
+    if bar then
+      held = held + tonumber(string.sub(other, bar + 1))
+    else
+      held = held + seat_count(redis.call('HGET', hold_key(other), 'seats'))
+    end
   end
   if held + #seats > limit then return {'HOLD_LIMIT', tostring(held)} end
 end
@@ -64,7 +70,7 @@ redis.call('HSET', K_HOLD, 'holder', holder, 'principal', principal, 'seats', cs
 redis.call('PEXPIRE', K_HOLD, lifetime + tonumber(ARGV[10]))
 redis.call('ZADD', K_DEADLINES, exp, hold)
 redis.call('ZREMRANGEBYSCORE', K_HOLDER, '-inf', NOW)  -- lapsed holds, not swept yet
-redis.call('ZADD', K_HOLDER, exp, hold)
+redis.call('ZADD', K_HOLDER, exp, hold .. '|' .. #seats)
 redis.call('PEXPIRE', K_HOLDER, lifetime + tonumber(ARGV[10]))
 if fingerprint ~= '' then
   redis.call('SET', K_IDEM, fingerprint .. '|' .. hold .. '|' .. exp, 'PX', ARGV[9])
