@@ -169,6 +169,10 @@ def unary(
             # one batch, as abort() would send it but without awaiting a batch of
             # its own and raising through grpc.
             status = status_of(failure)
+            # The error's traceback holds this frame, which holds the error: let
+            # go of it, or every failed call leaves a cycle (its frames, request
+            # and error) for the garbage collector.
+            failure = None
             context.set_code(status.code)
             context.set_details(status.details)
             context.set_trailing_metadata((*status.trailing_metadata, *echo))
@@ -225,6 +229,7 @@ def server_stream(
             if opened:
                 guard.close_stream(principal)
             guard.finish(method, principal, code, failure, time.perf_counter() - started)
+            failure = None  # as in unary: no cycle through the error's traceback
             # A generator closed by the collector runs this in another context.
             with contextlib.suppress(ValueError):
                 structlog.contextvars.reset_contextvars(**bound)

@@ -1,0 +1,102 @@
+"""A failed call leaves no reference cycle behind. The error's traceback holds
+the frames it passed through; if the handler wrapper kept the error in one of
+them, every losing Reserve (most calls of an on-sale) would leave its frames,
+request and error for the garbage collector, whose runs then cost the busiest
+moments (measured in process: ~80 against ~61 µs of CPU per losing Reserve)."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from seat_inventory.api.calls import Guarded
+from seat_inventory.api.errors import server_stream, unary
+from seat_inventory.domain.errors import SeatsUnavailable
+
+
+class Context:
+    def __init__(self) -> None:
+        self.code: Any = None
+        self.trailers: Any = ()
+
+    def invocation_metadata(self) -> tuple[()]:
+        return ()
+
+    def time_remaining(self) -> float:
+        return 5.0
+
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        self.trailers = metadata
+
+    def set_code(self, code: Any) -> None:
+        self.code = code
+
+    def set_details(self, details: str) -> None:
+        pass
+
+    async def send_initial_metadata(self, metadata: Any) -> None:
+        pass
+
+    async def abort(self, code: Any, details: str, metadata: Any = ()) -> None:
+        self.code = code
+        raise RuntimeError("aborted")  # as grpc.aio's abort raises out of the handler
+
+
+async def taken(seats: list[str]) -> None:
+    raise SeatsUnavailable("ev", seats)
+
+
+class Servicer(Guarded):
+    @unary()
+    async def Reserve(self, request: list[str], context: Any) -> str:
+        if request:
+            await taken(request)  # raised a frame below, as the store raises it
+        return "held"
+
+    @server_stream
+    async def Stream(self, request: list[str], context: Any) -> AsyncIterator[str]:
+        yield "snapshot"
+        await taken(request)
+
+
+@pytest.fixture
+def collector_off() -> Iterator[None]:
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@pytest.mark.usefixtures("collector_off")
+async def test_failed_unary_calls_leave_nothing_for_the_collector() -> None:
+    servicer = Servicer()
+    contexts = [Context() for _ in range(50)]
+    for context in contexts:
+        assert await servicer.Reserve(["A1", "A2"], context) is None
+    assert {c.code.name for c in contexts} == {"FAILED_PRECONDITION"}
+    ok = Context()
+    assert await servicer.Reserve([], ok) == "held"
+    assert gc.collect() == 0
+
+
+@pytest.mark.usefixtures("collector_off")
+async def test_failed_streams_leave_nothing_for_the_collector() -> None:
+    servicer = Servicer()
+    for _ in range(20):
+        context = Context()
+        received: list[str] = []
+
+        async def drain(context: Context = context, received: list[str] = received) -> None:
+            async for message in servicer.Stream(["A1"], context):
+                received.append(message)
+
+        with pytest.raises(RuntimeError, match="aborted"):
+            await drain()
+        assert received == ["snapshot"]
+        assert context.code.name == "FAILED_PRECONDITION"
+    assert gc.collect() == 0
