@@ -331,23 +331,29 @@ async def test_a_redis_that_does_not_answer_is_backend_unavailable(redis_url: st
             await client.aclose()
 
 
-def test_a_batch_is_packed_as_redis_py_packs_it() -> None:
-    """The batch's own RESP writer agrees with redis-py's, byte for byte."""
+@pytest.mark.parametrize("hiredis", [True, False], ids=["hiredis-writer", "own-writer"])
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_a_batch_is_packed_as_redis_py_packs_it(hiredis: bool, encoding: str) -> None:
+    """The batch's RESP writers (hiredis's, our own) agree with redis-py's, byte
+    for byte, whatever the client's encoding (hiredis's writer knows only UTF-8)."""
     from redis.asyncio.connection import Connection
 
+    from seat_inventory.adapters.redis import batch
     from seat_inventory.adapters.redis.batch import _Call, _pack
 
-    connection = Connection(decode_responses=True)
+    if hiredis:
+        assert batch._hiredis_pack is not None, "redis[hiredis] is a dependency"
+    connection = Connection(decode_responses=True, encoding=encoding)
     loop = asyncio.new_event_loop()
     try:
         commands = [
             ("EVALSHA", "a" * 40, 2, "{e:x}:seats", "clé", "", 100_000, -5, "s1"),
             ("EVALSHA", "b" * 40, 0),
-            ("EVALSHA", "c" * 40, 0, 2.5),  # not str or int: redis-py packs the batch
+            ("EVALSHA", "c" * 40, 0, 2.5, b"\x00raw"),  # our writer: redis-py packs the batch
         ]
         calls = [_Call(command, loop.create_future()) for command in commands]
         for n in (1, 2, 3):
-            assert b"".join(_pack(connection, calls[:n])) == b"".join(
+            assert b"".join(_pack(connection, calls[:n], hiredis=hiredis)) == b"".join(
                 connection.pack_commands(commands[:n])
             )
     finally:

@@ -68,6 +68,12 @@ with contextlib.suppress(ImportError, AttributeError):
 
     _NOT_A_REPLY = (RedisConnectionError, PushNotification)
 
+# hiredis's RESP writer, in C: a Reserve's script call packs in ~2.5 instead of
+# ~7.4 us (this machine). None without hiredis: the batch's own writer packs.
+_hiredis_pack: Any = None
+with contextlib.suppress(ImportError):
+    from hiredis import pack_command as _hiredis_pack
+
 _REAL_CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
 # Batches averaging at least this many calls mean several callers at once; one
 # caller calling in a loop makes batches of exactly one and is never kept waiting.
@@ -275,11 +281,15 @@ class ScriptBatcher:
             await self._drop(lane)
 
 
-def _pack(connection: Any, batch: list[_Call]) -> list[bytes]:
-    """The batch in RESP, as redis-py's ``pack_commands`` would write it, for
-    the str and int arguments the scripts take (anything else: redis-py packs)."""
+def _pack(connection: Any, batch: list[_Call], *, hiredis: bool = True) -> list[bytes]:
+    """The batch in RESP, as redis-py's ``pack_commands`` would write it: by
+    hiredis (str as UTF-8, int, float, bytes), else by our own writer for the
+    str and int arguments the scripts take (anything else: redis-py packs)."""
     encoding = connection.encoder.encoding
     errors = connection.encoder.encoding_errors
+    if hiredis and _hiredis_pack is not None and encoding == "utf-8" and errors == "strict":
+        with contextlib.suppress(TypeError, UnicodeError):  # None, a bool, a lone surrogate
+            return [b"".join([_hiredis_pack(call.command) for call in batch])]
     out: list[bytes] = []
     for call in batch:
         parts = [b"*%d\r\n" % len(call.command)]
