@@ -50,6 +50,7 @@ class App:
         await self.hub.close()
         await self.holds.aclose()  # the batcher's connection, before the pool goes
         await self.redis.aclose()
+        self.events.close()
         await self.engine.dispose()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -376,6 +377,51 @@ async def test_snapshot_apply_runs_with_booking_writers_fenced_out(
         assert await loader == applied[0]
         assert await writer == (booking, True)
     assert applied[0].booked_seat_ids == frozenset()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_a_cancelled_commit_keeps_the_fence_until_its_transaction_ends(
+    repo: SqlEventRepository, database_url: str
+) -> None:
+    """SQLite runs the booking's transaction on a worker thread. A Confirm
+    cancelled (its deadline) while that transaction waits for the write lock
+    cannot stop the thread: the fence stays held until the transaction ends, so
+    a reload (a snapshot with apply, fenced alone) sees the booking the thread
+    committed, never SQL without it."""
+    event = await created(repo)
+    booking = make_booking(event, ("S1",))
+    claimed = asyncio.Event()
+    applied: list[EventSnapshot] = []
+
+    async def claim() -> Booking:
+        claimed.set()
+        return booking
+
+    async def apply(snapshot: EventSnapshot) -> None:
+        applied.append(snapshot)
+
+    blocker = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds SQLite's write lock
+        async with asyncio.timeout(10):
+            writer = asyncio.create_task(
+                repo.commit_booking(event.event_id, booking.hold_id, claim)
+            )
+            await claimed.wait()
+            await asyncio.sleep(0.1)  # the thread is in BEGIN IMMEDIATE, waiting
+            writer.cancel()
+            loader = asyncio.create_task(repo.snapshot(event.event_id, apply=apply))
+            await asyncio.sleep(0.3)
+            assert not writer.done(), "the commit let go while its transaction ran"
+            assert applied == [], "a reload ran while a booking's transaction was open"
+            blocker.execute("ROLLBACK")
+            with pytest.raises(asyncio.CancelledError):
+                await writer
+            await loader
+    finally:
+        blocker.close()
+    assert applied[0].booked_seat_ids == frozenset({"S1"})
+    assert await repo.booking_by_hold(booking.hold_id) == booking
 
 
 async def test_cancel_frees_the_seats_for_another_booking(repo: SqlEventRepository) -> None:

@@ -62,6 +62,15 @@ class Fence:
             yield conn
 
     @contextlib.asynccontextmanager
+    async def sqlite_held(self) -> AsyncIterator[None]:
+        """SQLite's fence without a transaction: for writes that run their own
+        transaction on another connection (the booking's, on a worker thread)."""
+        if self._postgres:
+            raise RuntimeError("PostgreSQL's fence is an advisory lock in a transaction")
+        async with self._sqlite_lock:
+            yield
+
+    @contextlib.asynccontextmanager
     async def session(self, event_id: str) -> AsyncIterator[AsyncConnection]:
         """A connection holding the event's fence alone across several transactions."""
         async with self._sqlite_lock, self._writes.connect() as conn:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.errors import BookingNotFound
@@ -65,15 +68,42 @@ async def insert_booking(conn: AsyncConnection, booking: Booking) -> bool:
 
 async def book_seats(conn: AsyncConnection, booking: Booking) -> list[str]:
     """Insert the booked seats; return those another active booking holds."""
+    claimed = (await conn.scalars(for_connection(conn).book_seats, _booked_rows(booking))).all()
+    return _not_claimed(booking, claimed)
+
+
+def _booked_rows(booking: Booking) -> list[dict[str, str]]:
     # Sorted, so two bookings sharing seats lock them in the same order and
     # wait for each other instead of deadlocking. Executemany still sends one
     # multi-row INSERT.
-    rows = [
+    return [
         {"event_id": booking.event_id, "seat_id": s, "booking_id": booking.booking_id}
         for s in sorted(set(booking.seat_ids))
     ]
-    claimed = set((await conn.scalars(for_connection(conn).book_seats, rows)).all())
-    return [s for s in booking.seat_ids if s not in claimed]
+
+
+def _not_claimed(booking: Booking, claimed: Sequence[str]) -> list[str]:
+    mine = set(claimed)
+    return [s for s in booking.seat_ids if s not in mine]
+
+
+# The booking's writes on a blocking connection (SQLite, on a worker thread:
+# see engine.sqlite_twin), statement for statement as above.
+
+
+def booking_by_hold_now(conn: Connection, hold_id: str) -> Booking | None:
+    row = conn.execute(for_connection(conn).booking_by_hold, {"h": hold_id}).first()
+    return None if row is None else _rows.booking_from(row._mapping)
+
+
+def insert_booking_now(conn: Connection, booking: Booking) -> bool:
+    stmt = for_connection(conn).insert_booking
+    return conn.execute(stmt, _rows.booking_row(booking)).first() is not None
+
+
+def book_seats_now(conn: Connection, booking: Booking) -> list[str]:
+    claimed = conn.scalars(for_connection(conn).book_seats, _booked_rows(booking)).all()
+    return _not_claimed(booking, claimed)
 
 
 async def give_up(conn: AsyncConnection, event_id: str, hold_id: str, now_ms: int) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Delete, Select, Update, bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
@@ -38,7 +39,7 @@ class Statements:
     sold_among: Select[Any]
 
 
-def for_connection(conn: AsyncConnection) -> Statements:
+def for_connection(conn: AsyncConnection | Connection) -> Statements:
     return _build(conn.dialect.name)
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+import weakref
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from .urls import normalize_url
 
-__all__ = ["for_writes", "make_engine", "try_wal"]
+__all__ = ["for_writes", "make_engine", "sqlite_twin", "try_wal"]
 
 _WRITE_OPTION = "seat_inventory_write"
 
@@ -54,11 +55,34 @@ def for_writes(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{_WRITE_OPTION: True})
 
 
+# The busy timeout each SQLite engine was made with, for its twin.
+_BUSY_MS: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+
 def _sqlite_engine(url: str, *, busy_timeout_s: float) -> AsyncEngine:
     engine = create_async_engine(url, pool_timeout=busy_timeout_s)
     busy_ms = int(busy_timeout_s * 1000)
+    _BUSY_MS[engine.sync_engine] = busy_ms
+    _sqlite_hooks(engine.sync_engine, busy_ms)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def sqlite_twin(engine: AsyncEngine) -> Engine:
+    """A blocking engine on the same SQLite file, set up alike, whose
+    transactions for writes run whole on a worker thread.
+
+    Through aiosqlite each statement is a hop to its thread and back, and the
+    way back waits for the event loop: under load, a few milliseconds each,
+    while the process-wide write lock (the fence) is held. On a thread of its
+    own a transaction is one hop, however many statements it has."""
+    busy_ms = _BUSY_MS.get(engine.sync_engine, 10_000)
+    twin = create_engine(engine.url.set(drivername="sqlite"), pool_timeout=busy_ms / 1000)
+    _sqlite_hooks(twin, busy_ms)
+    return twin.execution_options(**{_WRITE_OPTION: True})
+
+
+def _sqlite_hooks(sync_engine: Engine, busy_ms: int) -> None:
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # sqlite3 only BEGINs before DML, so reads and DDL would escape the
         # transaction; the begin hook below takes over instead.
@@ -71,15 +95,13 @@ def _sqlite_engine(url: str, *, busy_timeout_s: float) -> AsyncEngine:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # A deferred transaction that reads and then writes gets SQLITE_BUSY at
         # once when another writer got in first; BEGIN IMMEDIATE waits for the
         # lock (busy_timeout) before reading anything.
         write = connection.get_execution_options().get(_WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine
 
 
 def try_wal(cursor: Any) -> bool:

@@ -6,10 +6,13 @@ Core reached more than twice the ORM's throughput on it here.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import TypeVar
 
 from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...domain.errors import BookingNotFound, EventExists, HoldNotFound, SeatsUnavailable
@@ -20,6 +23,7 @@ from ._errors import callback, database_errors
 from ._fence import Fence
 from ._pg_booking import NotInserted, booking_transaction
 from ._rows import same_event
+from .engine import sqlite_twin
 from .tables import events
 
 __all__ = ["SqlEventRepository"]
@@ -29,6 +33,25 @@ _EVENT_IDS = select(events.c.event_id).order_by(events.c.created_at_ms, events.c
 # sequential scans and halved booking throughput: refresh them after a load.
 _ANALYZE = text("ANALYZE events, seats")
 _PING = text("SELECT 1")
+
+T = TypeVar("T")
+
+
+async def _to_the_end(work: Awaitable[T]) -> T:
+    """Await ``work`` (a transaction on a worker thread) until it has ended,
+    even when the caller is cancelled meanwhile: the fence must stay held
+    until the thread has committed or rolled back. The cancellation is
+    raised afterwards."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
 
 
 class SqlEventRepository:
@@ -43,6 +66,13 @@ class SqlEventRepository:
         self._reads = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
         )
+        # SQLite: the booking's transaction runs whole on a worker thread.
+        self._sqlite_writes: Engine | None = None if self._postgres else sqlite_twin(engine)
+
+    def close(self) -> None:
+        """Close the worker threads' SQLite connections (the async engine is the caller's)."""
+        if self._sqlite_writes is not None:
+            self._sqlite_writes.dispose()
 
     async def create_event(self, event: Event) -> tuple[Event, bool]:
         with database_errors():
@@ -86,19 +116,29 @@ class SqlEventRepository:
         if self._postgres:
             return await self._commit_booking_pg(event_id, hold_id, claim)
         with database_errors():
-            async with self._fence.transaction(event_id) as conn:
+            # The fence is the process-wide write lock: taken before the claim,
+            # held until the booking's transaction has ended.
+            async with self._fence.sqlite_held():
                 booking = await callback(claim())
                 if (booking.event_id, booking.hold_id) != (event_id, hold_id):
                     raise ValueError(f"claim answered a booking of another hold: {booking}")
-                if not await q.insert_booking(conn, booking):
-                    existing = await q.booking_by_hold(conn, hold_id)
-                    if existing is None:  # repair gave the hold up
-                        raise HoldNotFound(hold_id)
-                    return existing, False
-                taken = await q.book_seats(conn, booking)
-                if taken:
-                    raise SeatsUnavailable(event_id, taken)  # and roll the booking back
-        return booking, True
+                existing = await _to_the_end(asyncio.to_thread(self._book_sqlite, booking))
+        return (booking, True) if existing is None else (existing, False)
+
+    def _book_sqlite(self, booking: Booking) -> Booking | None:
+        """The booking and its seats in one transaction (on a worker thread);
+        the booking already made for the hold when there is one."""
+        assert self._sqlite_writes is not None
+        with self._sqlite_writes.begin() as conn:
+            if not q.insert_booking_now(conn, booking):
+                existing = q.booking_by_hold_now(conn, booking.hold_id)
+                if existing is None:  # repair gave the hold up
+                    raise HoldNotFound(booking.hold_id)
+                return existing
+            taken = q.book_seats_now(conn, booking)
+            if taken:
+                raise SeatsUnavailable(booking.event_id, taken)  # and roll the booking back
+        return None
 
     async def _commit_booking_pg(
         self, event_id: str, hold_id: str, claim: Callable[[], Awaitable[Booking]]
