@@ -54,7 +54,51 @@ _CODES = {code.name: code for code in grpc.StatusCode}
 _DETAILS_KEY = "grpc-status-details-bin"  # what grpcio-status packs the Status into
 
 
+def _length(n: int) -> bytes:
+    if n < 0x80:
+        return _ONE_BYTE[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_ONE_BYTE = [bytes([i]) for i in range(0x80)]
+
+
+def _field(tag: bytes, data: bytes) -> bytes:
+    """One length-delimited protobuf field (tag: its key byte)."""
+    return tag + _length(len(data)) + data
+
+
+_ANY_ERROR_INFO = _field(b"\x0a", _TYPE_URLS[error_details_pb2.ErrorInfo].encode())
+_INFO_DOMAIN = _field(b"\x12", DOMAIN.encode())
+
+
+def _status_bytes(code: int, message: str, reason: str, metadata: dict[str, str]) -> bytes:
+    """google.rpc.Status{code, message, details: [Any(ErrorInfo)]} serialised by
+    hand, byte for byte as protobuf serialises it, at half the cost; the
+    commonest answer of an on-sale (a Reserve that lost) sends one."""
+    entries = [
+        _field(b"\x1a", _field(b"\x0a", key.encode()) + _field(b"\x12", value.encode()))
+        for key, value in metadata.items()
+    ]
+    info = _field(b"\x0a", reason.encode()) + _INFO_DOMAIN + b"".join(entries)
+    return (
+        b"\x08"
+        + _length(code)
+        + _field(b"\x12", message.encode())
+        + _field(b"\x1a", _ANY_ERROR_INFO + _field(b"\x12", info))
+    )
+
+
 def status_of(error: InventoryError) -> grpc.Status:
+    code = _CODES[error.code.value]
+    if not isinstance(error, InvalidArgument) and "retry_after_ms" not in error.metadata:
+        raw = _status_bytes(code.value[0], error.message, error.reason, error.metadata)
+        return _Status(code, error.message, ((_DETAILS_KEY, raw),))
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
     details = [_pack(info)]
     if isinstance(error, InvalidArgument):
@@ -78,9 +122,7 @@ def status_of(error: InventoryError) -> grpc.Status:
     status = status_pb2.Status(
         code=getattr(code_pb2, error.code.value), message=error.message, details=details
     )
-    return _Status(
-        _CODES[error.code.value], error.message, ((_DETAILS_KEY, status.SerializeToString()),)
-    )
+    return _Status(code, error.message, ((_DETAILS_KEY, status.SerializeToString()),))
 
 
 class _Status(
