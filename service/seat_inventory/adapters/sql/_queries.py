@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -60,35 +58,8 @@ async def booking_by_hold(conn: AsyncConnection, hold_id: str) -> Booking | None
     return None if row is None else _rows.booking_from(row._mapping)
 
 
-async def insert_booking(conn: AsyncConnection, booking: Booking) -> bool:
-    """Insert the booking unless its hold is booked already or was given up by repair."""
-    stmt = for_connection(conn).insert_booking
-    return (await conn.execute(stmt, _rows.booking_row(booking))).first() is not None
-
-
-async def book_seats(conn: AsyncConnection, booking: Booking) -> list[str]:
-    """Insert the booked seats; return those another active booking holds."""
-    claimed = (await conn.scalars(for_connection(conn).book_seats, _booked_rows(booking))).all()
-    return _not_claimed(booking, claimed)
-
-
-def _booked_rows(booking: Booking) -> list[dict[str, str]]:
-    # Sorted, so two bookings sharing seats lock them in the same order and
-    # wait for each other instead of deadlocking. Executemany still sends one
-    # multi-row INSERT.
-    return [
-        {"event_id": booking.event_id, "seat_id": s, "booking_id": booking.booking_id}
-        for s in sorted(set(booking.seat_ids))
-    ]
-
-
-def _not_claimed(booking: Booking, claimed: Sequence[str]) -> list[str]:
-    mine = set(claimed)
-    return [s for s in booking.seat_ids if s not in mine]
-
-
-# The booking's writes on a blocking connection (SQLite, on a worker thread:
-# see engine.sqlite_twin), statement for statement as above.
+# A booking's writes, on a blocking connection: SQLite runs them on a worker
+# thread (engine.sqlite_twin); PostgreSQL books through _pg_booking.
 
 
 def booking_by_hold_now(conn: Connection, hold_id: str) -> Booking | None:
@@ -97,13 +68,22 @@ def booking_by_hold_now(conn: Connection, hold_id: str) -> Booking | None:
 
 
 def insert_booking_now(conn: Connection, booking: Booking) -> bool:
+    """Insert the booking unless its hold is booked already or was given up by repair."""
     stmt = for_connection(conn).insert_booking
     return conn.execute(stmt, _rows.booking_row(booking)).first() is not None
 
 
 def book_seats_now(conn: Connection, booking: Booking) -> list[str]:
-    claimed = conn.scalars(for_connection(conn).book_seats, _booked_rows(booking)).all()
-    return _not_claimed(booking, claimed)
+    """Insert the booked seats; return those another active booking holds."""
+    # Sorted, so two bookings sharing seats lock them in the same order and
+    # wait for each other instead of deadlocking. Executemany still sends one
+    # multi-row INSERT.
+    rows = [
+        {"event_id": booking.event_id, "seat_id": s, "booking_id": booking.booking_id}
+        for s in sorted(set(booking.seat_ids))
+    ]
+    claimed = set(conn.scalars(for_connection(conn).book_seats, rows).all())
+    return [s for s in booking.seat_ids if s not in claimed]
 
 
 async def give_up(conn: AsyncConnection, event_id: str, hold_id: str, now_ms: int) -> None:
