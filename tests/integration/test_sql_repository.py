@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -422,6 +423,47 @@ async def test_sqlite_a_cancelled_commit_keeps_the_fence_until_its_transaction_e
         blocker.close()
     assert applied[0].booked_seat_ids == frozenset({"S1"})
     assert await repo.booking_by_hold(booking.hold_id) == booking
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_commits_concurrent_bookings_together_each_failing_alone(
+    repo: SqlEventRepository,
+) -> None:
+    """SQLite commits the bookings of concurrent Confirms in shared transactions,
+    each in a savepoint: one that loses a seat, names a seat the event lacks
+    (a bug) or repeats a hold fails alone; the rest are booked."""
+    event = await created(repo, [f"S{i}" for i in range(40)])
+    won = [make_booking(event, (f"S{i}",)) for i in range(10, 30)]
+    first = make_booking(event, ("S1", "S2"))
+    loser = make_booking(event, ("S2", "S3"))
+    broken = make_booking(event, ("S4", "NOPE"))
+    again = replace(first, booking_id="bk_again")
+    results = await asyncio.gather(
+        commit(repo, first),
+        *(commit(repo, b) for b in won[:10]),
+        commit(repo, loser),
+        commit(repo, broken),
+        commit(repo, again),
+        *(commit(repo, b) for b in won[10:]),
+        return_exceptions=True,
+    )
+    assert results[0] == (first, True)
+    assert results[1:11] == [(b, True) for b in won[:10]]
+    assert isinstance(results[11], SeatsUnavailable)
+    assert results[11].seat_ids == ("S2",)
+    assert isinstance(results[12], sa_exc.IntegrityError)
+    assert results[13] == (first, False)  # the hold's booking, made in the same transaction
+    assert results[14:] == [(b, True) for b in won[10:]]
+    for booking in (first, *won):
+        assert await repo.booking_by_hold(booking.hold_id) == booking
+    for booking in (loser, broken):
+        assert await repo.booking_by_hold(booking.hold_id) is None
+    snapshot = await repo.snapshot(event.event_id)
+    assert snapshot is not None
+    assert snapshot.booked_seat_ids == {"S1", "S2", *(f"S{i}" for i in range(10, 30))}
+    bookings = repo._sqlite_bookings
+    assert bookings is not None
+    assert 1 <= bookings.transactions < 24, "concurrent bookings were not committed together"
 
 
 async def test_cancel_frees_the_seats_for_another_booking(repo: SqlEventRepository) -> None:

@@ -11,11 +11,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ...domain.errors import BookingNotFound, EventExists, HoldNotFound, SeatsUnavailable
+from ...domain.errors import (
+    BackendUnavailable,
+    BookingNotFound,
+    EventExists,
+    HoldNotFound,
+    SeatsUnavailable,
+)
 from ...domain.model import Booking, Event
 from ...service_layer.ports import EventSnapshot
 from . import _queries as q
@@ -37,21 +44,101 @@ _PING = text("SELECT 1")
 T = TypeVar("T")
 
 
-async def _to_the_end(work: Awaitable[T]) -> T:
-    """Await ``work`` (a transaction on a worker thread) until it has ended,
-    even when the caller is cancelled meanwhile: the fence must stay held
-    until the thread has committed or rolled back. The cancellation is
-    raised afterwards."""
-    task = asyncio.ensure_future(work)
+async def _to_the_end(outcome: asyncio.Future[T]) -> T:
+    """Await a booking's outcome until its transaction has ended, even when the
+    caller is cancelled meanwhile: the fence must stay held until the rows are
+    committed or rolled back. The cancellation is raised afterwards."""
     cancelled = False
-    while not task.done():
+    while not outcome.done():
         try:
-            await asyncio.shield(task)
+            await asyncio.shield(outcome)
         except asyncio.CancelledError:
             cancelled = True
     if cancelled:
         raise asyncio.CancelledError
-    return task.result()
+    return outcome.result()
+
+
+class _SqliteBookings:
+    """SQLite's booking commits, many in one transaction on a worker thread.
+
+    Through aiosqlite each statement is a hop to its thread and back, and the
+    way back waits for the event loop: under load a loop iteration each. Here
+    bookings queue; one task takes all that are queued, writes each in a
+    savepoint of one transaction (a conflict rolls back that booking alone)
+    and commits them with one hop to the thread, then takes the next queue."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._queue: list[tuple[Booking, asyncio.Future[Booking | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.transactions = 0  # for tests and the curious: transactions begun
+
+    def book(self, booking: Booking) -> asyncio.Future[Booking | None]:
+        """The booking's outcome: None when it was committed, the booking already
+        made for its hold, or the error (HoldNotFound, SeatsUnavailable, a
+        database failure)."""
+        outcome: asyncio.Future[Booking | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((booking, outcome))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        return outcome
+
+    async def _write(self) -> None:
+        cancelled = False  # the server is stopping: finish the transaction under way first
+        try:
+            while self._queue and not cancelled:
+                batch, self._queue = self._queue, []
+                work = asyncio.get_running_loop().run_in_executor(
+                    None, self._commit, [booking for booking, _ in batch]
+                )
+                while not work.done():
+                    try:
+                        await asyncio.wait((work,))  # raises neither its error nor cancels it
+                    except asyncio.CancelledError:
+                        cancelled = True
+                failure = work.exception()
+                results = work.result() if failure is None else [failure] * len(batch)
+                for (_, outcome), result in zip(batch, results, strict=True):
+                    if isinstance(result, BaseException):
+                        outcome.set_exception(result)
+                    else:
+                        outcome.set_result(result)
+        finally:
+            self._writer = None
+            queued, self._queue = self._queue, []
+            for _, outcome in queued:  # not written: nothing of them is in SQL
+                outcome.set_exception(BackendUnavailable("database", "the server is stopping"))
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _commit(self, batch: list[Booking]) -> list[Booking | Exception | None]:
+        results: list[Booking | Exception | None] = []
+        self.transactions += 1
+        with self._engine.begin() as conn:
+            for booking in batch:
+                savepoint = conn.begin_nested()
+                try:
+                    results.append(self._book(conn, booking))
+                except (HoldNotFound, SeatsUnavailable, sa_exc.IntegrityError) as exc:
+                    # This booking's own failure: its savepoint goes, the others stay.
+                    savepoint.rollback()
+                    results.append(exc)
+                else:
+                    savepoint.commit()
+        return results
+
+    @staticmethod
+    def _book(conn: Connection, booking: Booking) -> Booking | None:
+        if not q.insert_booking_now(conn, booking):
+            existing = q.booking_by_hold_now(conn, booking.hold_id)
+            if existing is None:  # repair gave the hold up
+                raise HoldNotFound(booking.hold_id)
+            return existing
+        taken = q.book_seats_now(conn, booking)
+        if taken:
+            raise SeatsUnavailable(booking.event_id, taken)  # and roll the booking back
+        return None
 
 
 class SqlEventRepository:
@@ -66,8 +153,11 @@ class SqlEventRepository:
         self._reads = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
         )
-        # SQLite: the booking's transaction runs whole on a worker thread.
+        # SQLite: bookings committed together on a worker thread.
         self._sqlite_writes: Engine | None = None if self._postgres else sqlite_twin(engine)
+        self._sqlite_bookings = (
+            None if self._sqlite_writes is None else _SqliteBookings(self._sqlite_writes)
+        )
 
     def close(self) -> None:
         """Close the worker threads' SQLite connections (the async engine is the caller's)."""
@@ -115,30 +205,16 @@ class SqlEventRepository:
     ) -> tuple[Booking, bool]:
         if self._postgres:
             return await self._commit_booking_pg(event_id, hold_id, claim)
+        assert self._sqlite_bookings is not None
         with database_errors():
-            # The fence is the process-wide write lock: taken before the claim,
+            # The fence, shared with other bookings: taken before the claim,
             # held until the booking's transaction has ended.
-            async with self._fence.sqlite_held():
+            async with self._fence.sqlite_booking():
                 booking = await callback(claim())
                 if (booking.event_id, booking.hold_id) != (event_id, hold_id):
                     raise ValueError(f"claim answered a booking of another hold: {booking}")
-                existing = await _to_the_end(asyncio.to_thread(self._book_sqlite, booking))
+                existing = await _to_the_end(self._sqlite_bookings.book(booking))
         return (booking, True) if existing is None else (existing, False)
-
-    def _book_sqlite(self, booking: Booking) -> Booking | None:
-        """The booking and its seats in one transaction (on a worker thread);
-        the booking already made for the hold when there is one."""
-        assert self._sqlite_writes is not None
-        with self._sqlite_writes.begin() as conn:
-            if not q.insert_booking_now(conn, booking):
-                existing = q.booking_by_hold_now(conn, booking.hold_id)
-                if existing is None:  # repair gave the hold up
-                    raise HoldNotFound(booking.hold_id)
-                return existing
-            taken = q.book_seats_now(conn, booking)
-            if taken:
-                raise SeatsUnavailable(booking.event_id, taken)  # and roll the booking back
-        return None
 
     async def _commit_booking_pg(
         self, event_id: str, hold_id: str, claim: Callable[[], Awaitable[Booking]]
