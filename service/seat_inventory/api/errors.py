@@ -23,6 +23,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from ..domain.errors import BackendUnavailable, InvalidArgument, InventoryError
 from .calls import REQUEST_ID_KEY, Guarded, request_id_of
 from .principal import current_principal
+from .wire import field, varint
 
 __all__ = ["DOMAIN", "abort_with", "server_stream", "status_of", "unary"]
 
@@ -54,27 +55,8 @@ _CODES = {code.name: code for code in grpc.StatusCode}
 _DETAILS_KEY = "grpc-status-details-bin"  # what grpcio-status packs the Status into
 
 
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return _ONE_BYTE[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-_ONE_BYTE = [bytes([i]) for i in range(0x80)]
-
-
-def _field(tag: bytes, data: bytes) -> bytes:
-    """One length-delimited protobuf field (tag: its key byte)."""
-    return tag + _length(len(data)) + data
-
-
-_ANY_ERROR_INFO = _field(b"\x0a", _TYPE_URLS[error_details_pb2.ErrorInfo].encode())
-_INFO_DOMAIN = _field(b"\x12", DOMAIN.encode())
+_ANY_ERROR_INFO = field(0x0A, _TYPE_URLS[error_details_pb2.ErrorInfo].encode())
+_INFO_DOMAIN = field(0x12, DOMAIN.encode())
 
 
 def _status_bytes(code: int, message: str, reason: str, metadata: dict[str, str]) -> bytes:
@@ -82,15 +64,15 @@ def _status_bytes(code: int, message: str, reason: str, metadata: dict[str, str]
     hand, byte for byte as protobuf serialises it, at half the cost; the
     commonest answer of an on-sale (a Reserve that lost) sends one."""
     entries = [
-        _field(b"\x1a", _field(b"\x0a", key.encode()) + _field(b"\x12", value.encode()))
+        field(0x1A, field(0x0A, key.encode()) + field(0x12, value.encode()))
         for key, value in metadata.items()
     ]
-    info = _field(b"\x0a", reason.encode()) + _INFO_DOMAIN + b"".join(entries)
+    info = field(0x0A, reason.encode()) + _INFO_DOMAIN + b"".join(entries)
     return (
         b"\x08"
-        + _length(code)
-        + _field(b"\x12", message.encode())
-        + _field(b"\x1a", _ANY_ERROR_INFO + _field(b"\x12", info))
+        + varint(code)
+        + field(0x12, message.encode())
+        + field(0x1A, _ANY_ERROR_INFO + field(0x12, info))
     )
 
 

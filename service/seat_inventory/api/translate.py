@@ -19,6 +19,7 @@ from ..domain.model import (
 )
 from ..domain.policy import Violations
 from ..service_layer.ports import FeedEntry, LiveState
+from .wire import field, varint
 
 __all__ = [
     "ProtoUpdateEncoder",
@@ -133,20 +134,6 @@ def snapshot_update(availability: Availability) -> types_pb2.AvailabilityUpdate:
 # test_snapshot_encoding.py checks the bytes against the protobuf runtime's.
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    """A length-delimited field: key byte (field number << 3 | 2), length, payload."""
-    return bytes((tag,)) + _varint(len(payload)) + payload
-
-
 _AVAILABLE = int(SeatStatus.AVAILABLE)
 _HELD = int(SeatStatus.HELD)
 _BOOKED = int(SeatStatus.BOOKED)
@@ -170,7 +157,7 @@ class _SeatMapBytes:
             if size < 124:  # every valid seat id: both lengths take one byte
                 entry = bytes((0x0A, size + 4, 0x0A, size)) + seat_id + tail
             else:
-                entry = _field(0x0A, _field(0x0A, seat_id) + tail)
+                entry = field(0x0A, field(0x0A, seat_id) + tail)
             parts.append(entry)
             end += len(entry)
             offsets[seat.seat_id] = end - 1  # the status is the entry's last byte
@@ -215,7 +202,7 @@ class SeatMaps:
 
     def availability_response(self, event: Event, live: LiveState) -> bytes:
         """GetAvailabilityResponse, serialised: every seat in seat-map order."""
-        return b"".join((self._of(event).render(live), _field(0x12, live.cursor.encode())))
+        return b"".join((self._of(event).render(live), field(0x12, live.cursor.encode())))
 
     def snapshot(self, event: Event, live: LiveState) -> bytes:
         """AvailabilityUpdate with the snapshot, serialised; same seats and cursor
@@ -223,10 +210,10 @@ class SeatMaps:
         seats = self._of(event).render(live)
         return b"".join(
             (
-                _field(0x0A, event.event_id.encode()),
-                _field(0x12, live.cursor.encode()),
+                field(0x0A, event.event_id.encode()),
+                field(0x12, live.cursor.encode()),
                 b"\x1a",
-                _varint(len(seats)),
+                varint(len(seats)),
                 seats,
             )
         )
