@@ -68,13 +68,8 @@ def _sqlite_engine(url: str, *, busy_timeout_s: float) -> AsyncEngine:
 
 
 def sqlite_twin(engine: AsyncEngine) -> Engine:
-    """A blocking engine on the same SQLite file, set up alike, whose
-    transactions for writes run whole on a worker thread.
-
-    Through aiosqlite each statement is a hop to its thread and back, and the
-    way back waits for the event loop: under load, a few milliseconds each,
-    while the process-wide write lock (the fence) is held. On a thread of its
-    own a transaction is one hop, however many statements it has."""
+    """A blocking engine on the same SQLite file, set up alike, for the booking
+    transactions run on a worker thread (``repository._SqliteBookings``)."""
     busy_ms = _BUSY_MS.get(engine.sync_engine, 10_000)
     twin = create_engine(engine.url.set(drivername="sqlite"), pool_timeout=busy_ms / 1000)
     _sqlite_hooks(twin, busy_ms)

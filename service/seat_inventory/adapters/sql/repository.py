@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, text
@@ -41,22 +41,19 @@ _EVENT_IDS = select(events.c.event_id).order_by(events.c.created_at_ms, events.c
 _ANALYZE = text("ANALYZE events, seats")
 _PING = text("SELECT 1")
 
-T = TypeVar("T")
 
-
-async def _to_the_end(outcome: asyncio.Future[T]) -> T:
-    """Await a booking's outcome until its transaction has ended, even when the
-    caller is cancelled meanwhile: the fence must stay held until the rows are
-    committed or rolled back. The cancellation is raised afterwards."""
+async def _wait_out(work: asyncio.Future[Any]) -> bool:
+    """Wait until ``work`` (a transaction on a worker thread) has ended, even when
+    the caller is cancelled meanwhile: the fence must stay held until the rows
+    are committed or rolled back. True when the caller was cancelled (its
+    cancellation is the caller's to raise, once it is done with ``work``)."""
     cancelled = False
-    while not outcome.done():
+    while not work.done():
         try:
-            await asyncio.shield(outcome)
+            await asyncio.wait((work,))  # raises neither its error nor cancels it
         except asyncio.CancelledError:
             cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return outcome.result()
+    return cancelled
 
 
 class _SqliteBookings:
@@ -92,11 +89,7 @@ class _SqliteBookings:
                 work = asyncio.get_running_loop().run_in_executor(
                     None, self._commit, [booking for booking, _ in batch]
                 )
-                while not work.done():
-                    try:
-                        await asyncio.wait((work,))  # raises neither its error nor cancels it
-                    except asyncio.CancelledError:
-                        cancelled = True
+                cancelled = await _wait_out(work) or cancelled
                 failure = work.exception()
                 results = work.result() if failure is None else [failure] * len(batch)
                 for (_, outcome), result in zip(batch, results, strict=True):
@@ -213,7 +206,10 @@ class SqlEventRepository:
                 booking = await callback(claim())
                 if (booking.event_id, booking.hold_id) != (event_id, hold_id):
                     raise ValueError(f"claim answered a booking of another hold: {booking}")
-                existing = await _to_the_end(self._sqlite_bookings.book(booking))
+                outcome = self._sqlite_bookings.book(booking)
+                if await _wait_out(outcome):
+                    raise asyncio.CancelledError
+                existing = outcome.result()
         return (booking, True) if existing is None else (existing, False)
 
     async def _commit_booking_pg(
