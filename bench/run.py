@@ -1279,6 +1279,101 @@ def table(bench: Bench) -> str:
     return "\n".join(lines)
 
 
+def per_call_us(row: Row, cores: Callable[[Run], float]) -> float:
+    """Median over the row's runs of CPU (cores) per call, in µs."""
+    values = [1e6 * cores(r) / r.rps for r in row.runs if r.rps and r.rps == r.rps]
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float("nan")
+
+
+def _extra(key: str) -> Callable[[Run], float]:
+    def cores(run: Run) -> float:
+        value = run.extra.get(key)
+        return float(value) if value is not None and value == value else 0.0
+
+    return cores
+
+
+def budgets(bench: Bench) -> list[dict[str, Any]]:
+    """For each throughput target measured: what one of our calls may cost for
+    the ratio to reach it, against what it costs now.
+
+    At the target, ours makes ``factor`` x the peer's calls per second. Two
+    limits bound what its server may then spend per call: the machine (every
+    core, less what the generator and the backends spend per call of ours, as
+    measured) and its one server process (the cores it reached in the run:
+    one event loop and one GIL). First-order: the generator's and the backends'
+    cost per call are taken as they were measured."""
+    cfg, rows = bench.cfg, bench.rows
+    cores_total = float(os.cpu_count() or 1)
+    ceiling = rows.get("ceiling: empty unary RPC (1 process)")
+    empty_us = per_call_us(ceiling, lambda r: r.srv_cpu) if ceiling and ceiling.runs else None
+    out: list[dict[str, Any]] = []
+    for target, ours_name, peer_name, factor in (
+        (
+            "Reserve ≥ 0.85 x empty-RPC ceiling",
+            f"Reserve, 2 seats, {cfg.big_event:,}-seat event",
+            "ceiling: empty unary RPC (1 process)",
+            0.85,
+        ),
+        (
+            "Reserve ≥ 2.5 x database-only, same contended workload",
+            "Reserve, contended (ours)",
+            "(b) database-only, FOR UPDATE SKIP LOCKED",
+            2.5,
+        ),
+    ):
+        ours, peer = rows.get(ours_name), rows.get(peer_name)
+        if not (ours and ours.runs and peer and peer.runs):
+            continue
+        wanted = factor * peer.median("rps")
+        others = (
+            per_call_us(ours, lambda r: r.gen_cpu)
+            + per_call_us(ours, _extra("redis_cpu"))
+            + per_call_us(ours, _extra("pg_cpu"))
+        )
+        machine = 1e6 * cores_total / wanted - others
+        process = 1e6 * ours.median("srv_cpu") / wanted
+        now = per_call_us(ours, lambda r: r.srv_cpu)
+        may = min(machine, process)
+        out.append(
+            {
+                "target": target,
+                "ours_rps": ours.median("rps"),
+                "wanted_rps": wanted,
+                "others_us": others,
+                "machine_us": machine,
+                "process_us": process,
+                "server_may_us": may,
+                "server_now_us": now,
+                "cut": 1 - may / now if now == now and now > 0 else float("nan"),
+                "empty_us": empty_us,
+            }
+        )
+    return out
+
+
+def budget_table(bench: Bench) -> str:
+    found = budgets(bench)
+    if not found:
+        return ""
+    lines = [
+        "| target | ours now | at the target | generator + Redis + PostgreSQL µs per call "
+        f"of ours | server may spend µs/call: {os.cpu_count()} cores / its one process "
+        "| server spends now | cut needed | an empty call costs the server |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in found:
+        cut = b["cut"]
+        lines.append(
+            f"| {b['target']} | {fmt(b['ours_rps'])} /s | {fmt(b['wanted_rps'])} /s "
+            f"| {fmt(b['others_us'])} | {fmt(b['machine_us'])} / {fmt(b['process_us'])} "
+            f"| {fmt(b['server_now_us'])} | {'none' if cut <= 0 else f'{100 * cut:.0f} %'} "
+            f"| {fmt(b['empty_us'])} |"
+        )
+    return "\n".join(lines)
+
+
 def layers_table(bench: Bench) -> str:
     rows = [bench.rows[name] for name in LAYERS if name in bench.rows]
     if not rows:
@@ -1370,6 +1465,23 @@ def results_md(bench: Bench, args: argparse.Namespace, elapsed_s: float) -> str:
         "",
         *(
             [
+                "## What a call may cost for the throughput targets",
+                "",
+                "At the target ratio, ours makes that many times the peer's calls per "
+                "second (the peer as measured). Its server may then spend per call what is "
+                "left of every core after the generator's and the backends' share (measured "
+                "per call of ours), and no more than its one process reached in the run "
+                "(one event loop, one GIL). First order: the generator and the backends are "
+                "taken to cost per call what they cost in the run.",
+                "",
+                budget_table(bench),
+                "",
+            ]
+            if budget_table(bench)
+            else []
+        ),
+        *(
+            [
                 "## Where Reserve's server time goes",
                 "",
                 "The ceiling's server, then one layer of Reserve's work added at a time "
@@ -1432,6 +1544,8 @@ def results_md(bench: Bench, args: argparse.Namespace, elapsed_s: float) -> str:
 
 def print_summary(bench: Bench) -> None:
     print("\n" + table(bench) + "\n\n" + layers_table(bench) + "\n\n" + scale_table(bench) + "\n")
+    if budget_table(bench):
+        print(budget_table(bench) + "\n")
     for text, measured, verdict in targets(bench):
         print(f"  {verdict:>4}  {text}: {measured}")
 
@@ -1476,6 +1590,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
                     "targets": [
                         {"target": t, "measured": m, "verdict": v} for t, m, v in targets(bench)
                     ],
+                    "budgets": budgets(bench),
                     "notes": bench.notes,
                 },
                 indent=1,
