@@ -24,6 +24,7 @@ from .auth import AuthInterceptor, PrincipalsError, load_principals
 from .calls import CallGuard
 from .inventory_servicer import SeatInventoryServicer
 from .metrics import MetricsEndpoint, serve_metrics
+from .poller import drain_wakeups
 from .principal import ADMIN, CLIENT
 from .transport import server_credentials
 
@@ -247,6 +248,8 @@ class Server:
         admin = InventoryAdminServicer(app.admin, app.bookings)
         inventory.calls = admin.calls = self.calls = guard
         self.acceptors = Acceptors(self._server, settings.accepts_per_method, self._interceptors)
+        # Whether api/poller.py took over grpc.aio's completion reader (set by start).
+        self.drains_wakeups = False
         registrar = cast(Any, Registrar(self._server, self.acceptors))
         _add_inventory(inventory, registrar)
         admin_grpc.add_InventoryAdminServicer_to_server(admin, registrar)
@@ -275,6 +278,7 @@ class Server:
         await self._set_health(serving=False)
         await self._server.start()
         self.acceptors.start()
+        self.drains_wakeups = drain_wakeups()
         self._tasks = [
             asyncio.create_task(self._watch_backends(), name="health"),
             asyncio.create_task(self.app.sweeper.run(), name="sweeper"),

@@ -17,6 +17,7 @@ from seatinventory.v1 import seat_inventory_pb2 as pb
 from seatinventory.v1 import seat_inventory_pb2_grpc as pb_grpc
 from seatinventory.v1 import types_pb2
 
+from ..api.poller import drain_wakeups
 from .scenario import Scenario
 from .stats import Sample
 
@@ -49,13 +50,18 @@ def error_outcome(err: grpc.aio.AioRpcError) -> str:
 
 
 def open_channel(scenario: Scenario) -> grpc.aio.Channel:
+    """A channel to the target; call it on the running event loop (it also
+    lets the loop take gRPC's wake-ups all at once, api/poller.py)."""
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
     if not scenario.uses_tls:
-        return grpc.aio.insecure_channel(scenario.target, options=options)
-    from seatinventory.client.channel import Tls
+        channel = grpc.aio.insecure_channel(scenario.target, options=options)
+    else:
+        from seatinventory.client.channel import Tls
 
-    tls = Tls.from_files(ca=scenario.tls_ca, cert=scenario.tls_cert, key=scenario.tls_key)
-    return grpc.aio.secure_channel(scenario.target, tls.credentials(), options=options)
+        tls = Tls.from_files(ca=scenario.tls_ca, cert=scenario.tls_cert, key=scenario.tls_key)
+        channel = grpc.aio.secure_channel(scenario.target, tls.credentials(), options=options)
+    drain_wakeups()
+    return channel
 
 
 class _Share:

@@ -1,0 +1,127 @@
+"""gRPC's wake-ups of the event loop taken all at once (api/poller.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+
+import grpc
+import pytest
+
+from seat_inventory.api import poller
+
+
+class GrpcLikeQueue:
+    """What grpc.aio 1.85 does: one byte written per completion queued; its
+    reader takes one byte and runs every completion queued."""
+
+    def __init__(self) -> None:
+        self.read_end, self.write_end = socket.socketpair()
+        self.read_end.setblocking(False)
+        # A full pair fails the test instead of hanging it (one-byte writes
+        # fill its ~200 KB after a few hundred: what makes grpc's poller block).
+        self.write_end.setblocking(False)
+        self.queued: deque[int] = deque()
+        self.ran: list[int] = []
+        self.wakeups = 0
+
+    def complete(self, n: int) -> None:
+        for i in range(n):
+            self.queued.append(len(self.ran) + len(self.queued) + i)
+            self.write_end.send(b"1")
+
+    def handle_events(self) -> None:
+        self.wakeups += 1
+        assert self.read_end.recv(1) == b"1"  # raises BlockingIOError when none is left
+        while self.queued:
+            self.ran.append(self.queued.popleft())
+
+    def waiting(self) -> int:
+        try:
+            return len(self.read_end.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return 0
+
+    def close(self) -> None:
+        self.read_end.close()
+        self.write_end.close()
+
+
+@pytest.fixture
+def cq() -> GrpcLikeQueue:
+    queue = GrpcLikeQueue()
+    yield queue
+    queue.close()
+
+
+def test_one_wakeup_takes_every_byte_and_runs_every_completion(cq: GrpcLikeQueue) -> None:
+    cq.complete(100)
+    poller.drainer(cq.read_end, cq.handle_events)()
+    assert cq.wakeups == 1
+    assert len(cq.ran) == 100
+    assert cq.waiting() == 0  # nothing left to wake the loop for
+
+
+def test_grpc_aio_own_reader_leaves_a_byte_per_completion_behind(cq: GrpcLikeQueue) -> None:
+    """What the drainer is for: the stock reader runs every completion but
+    takes one byte, so the loop would wake 99 more times for nothing."""
+    cq.complete(100)
+    cq.handle_events()
+    assert len(cq.ran) == 100
+    assert cq.waiting() == 99
+
+
+def test_a_wakeup_with_nothing_waiting_calls_nothing(cq: GrpcLikeQueue) -> None:
+    poller.drainer(cq.read_end, cq.handle_events)()
+    assert cq.wakeups == 0
+    cq.complete(1)
+    poller.drainer(cq.read_end, cq.handle_events)()
+    assert (cq.wakeups, cq.ran, cq.waiting()) == (1, [0], 0)
+
+
+async def test_a_loop_without_grpc_is_left_alone() -> None:
+    assert not poller.drain_wakeups()
+
+
+async def _echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    await asyncio.sleep(0)
+    return request
+
+
+async def test_on_this_grpcio_it_takes_over_the_reader_and_every_call_completes() -> None:
+    loop = asyncio.get_running_loop()
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "t.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        assert poller.drain_wakeups()
+        readers = [
+            key.data[0]._callback
+            for key in loop._selector.get_map().values()  # type: ignore[attr-defined]
+            if key.data[0] is not None
+        ]
+        assert any(getattr(r, poller._INSTALLED, False) for r in readers)
+        assert not any(poller._grpc_reader(r) for r in readers)  # grpc's own is behind ours
+        assert poller.drain_wakeups()  # a second call finds it in place
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            echo = channel.unary_unary("/t.Echo/Echo")
+            gate = asyncio.Semaphore(128)
+
+            async def call(i: int) -> bytes:
+                async with gate:
+                    return await echo(str(i).encode(), timeout=30)  # type: ignore[no-any-return]
+
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(call(i) for i in range(3000))), timeout=60
+            )
+        assert answers == [str(i).encode() for i in range(3000)]
+    finally:
+        await server.stop(None)
