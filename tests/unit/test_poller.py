@@ -80,6 +80,21 @@ def test_a_wakeup_with_nothing_waiting_calls_nothing(cq: GrpcLikeQueue) -> None:
     assert (cq.wakeups, cq.ran, cq.waiting()) == (1, [0], 0)
 
 
+def test_bytes_taken_meanwhile_by_another_reader_call_nothing() -> None:
+    """Two loops reading one socket: the bytes peeked are gone by the time
+    this reader takes them; grpc.aio's handler would fail on the empty socket."""
+
+    class Raced:
+        def recv(self, size: int, flags: int = 0) -> bytes:
+            if flags & socket.MSG_PEEK:
+                return b"111"
+            raise BlockingIOError
+
+    called = []
+    poller.drainer(Raced(), lambda: called.append(1))()  # type: ignore[arg-type]
+    assert called == []
+
+
 async def test_a_loop_without_grpc_is_left_alone() -> None:
     assert not poller.drain_wakeups()
 
@@ -89,8 +104,7 @@ async def _echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes])
     return request
 
 
-async def test_on_this_grpcio_it_takes_over_the_reader_and_every_call_completes() -> None:
-    loop = asyncio.get_running_loop()
+def echo_server() -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(
         (
@@ -99,7 +113,12 @@ async def test_on_this_grpcio_it_takes_over_the_reader_and_every_call_completes(
             ),
         )
     )
-    port = server.add_insecure_port("127.0.0.1:0")
+    return server, server.add_insecure_port("127.0.0.1:0")
+
+
+async def test_on_this_grpcio_it_takes_over_the_reader_and_every_call_completes() -> None:
+    loop = asyncio.get_running_loop()
+    server, port = echo_server()
     await server.start()
     try:
         assert poller.drain_wakeups()
@@ -125,3 +144,21 @@ async def test_on_this_grpcio_it_takes_over_the_reader_and_every_call_completes(
         assert answers == [str(i).encode() for i in range(3000)]
     finally:
         await server.stop(None)
+
+
+async def test_a_server_started_after_another_stopped_drains_again() -> None:
+    """grpc.aio's completion queue (and its socket pair) can be made anew
+    once every server and channel is gone; each start installs the reader."""
+    for round_ in range(2):
+        server, port = echo_server()
+        await server.start()
+        try:
+            assert poller.drain_wakeups(), f"round {round_}"
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                echo = channel.unary_unary("/t.Echo/Echo")
+                answers = await asyncio.wait_for(
+                    asyncio.gather(*(echo(b"%d" % i, timeout=10) for i in range(200))), 30
+                )
+            assert answers == [b"%d" % i for i in range(200)]
+        finally:
+            await server.stop(None)

@@ -59,7 +59,10 @@ def drainer(sock: socket.socket, handle: Callable[[], Any]) -> Callable[[], None
         except (BlockingIOError, InterruptedError):
             return  # nothing to read: a wake-up another reader already took
         if waiting > 1:
-            sock.recv(waiting - 1)
+            try:
+                sock.recv(waiting - 1)
+            except (BlockingIOError, InterruptedError):
+                return  # taken meanwhile by a reader of another loop on the same socket
         handle()
 
     setattr(on_readable, _INSTALLED, True)
