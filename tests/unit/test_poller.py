@@ -95,8 +95,23 @@ def test_bytes_taken_meanwhile_by_another_reader_call_nothing() -> None:
     assert called == []
 
 
-async def test_a_loop_without_grpc_is_left_alone() -> None:
-    assert not poller.drain_wakeups()
+def test_a_loop_grpc_never_used_is_left_alone() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        assert not poller.drain_wakeups(loop)
+        assert all(
+            key.data[0] is None or not getattr(key.data[0]._callback, poller._INSTALLED, False)
+            for key in loop._selector.get_map().values()
+        )  # type: ignore[attr-defined]
+    finally:
+        loop.close()
+
+
+def test_a_loop_without_a_selector_is_left_alone() -> None:
+    class Proactorish(asyncio.AbstractEventLoop):
+        pass
+
+    assert not poller.drain_wakeups(Proactorish())
 
 
 async def _echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
