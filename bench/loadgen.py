@@ -123,9 +123,9 @@ async def grpc_call(job: dict[str, Any], requests: list[bytes]) -> tuple[Call, A
     ]
     for channel in channels:
         await asyncio.wait_for(channel.channel_ready(), 30)
-    from seat_inventory.api.poller import drain_wakeups
+    from seatinventory.client.wakeups import drain_wakeups
 
-    drain_wakeups()  # gRPC's wake-ups taken all at once, as the servers do (api/poller.py)
+    drain_wakeups()  # gRPC's wake-ups taken all at once, as the servers do
     resource = _Channels(channels)
     timeout = float(job.get("timeout_s", 10.0))
     if job.get("kind") == "stream_first":

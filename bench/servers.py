@@ -1,7 +1,7 @@
 """Servers the benchmark starts besides ``seat-inventory serve``, each on the same
 grpc.aio stack (the options of ``seat_inventory.api.server.server_options``,
 the service's extra accept loops of ``seat_inventory.api.accept`` and its
-draining of grpc.aio's wake-ups, ``seat_inventory.api.poller``):
+draining of grpc.aio's wake-ups, ``seatinventory.client.wakeups``):
 
 - ``ceiling``: SeatInventory/Reserve answering an empty message at once, the
   most a grpc.aio process can answer on this machine;
@@ -134,9 +134,9 @@ async def serve(role: str, port: int, extra: dict[str, Any]) -> None:
         raise SystemExit(f"bench {role}: cannot listen on port {port}")
     await grpc_aio.start()
     acceptors.start()
-    from seat_inventory.api.poller import drain_wakeups
+    from seatinventory.client.wakeups import drain_wakeups
 
-    drain_wakeups()  # as the service's server does once started (api/poller.py)
+    drain_wakeups()  # as the service's server does once started (seatinventory.client.wakeups)
     from seat_inventory.runtime import DEFAULT_GC_THRESHOLD, tune_gc
 
     tune_gc(DEFAULT_GC_THRESHOLD)  # the runtime `seat-inventory serve` sets up once built

@@ -51,7 +51,9 @@ async def test_the_installed_grpcio_takes_the_fast_path(live: Running) -> None:
     acceptors = live.server.acceptors
     assert acceptors.active, "this grpcio's internals were not recognised"
     assert acceptors.waiting > 0
-    assert live.server.drains_wakeups, "grpc.aio's completion reader was not found (api/poller.py)"
+    assert live.server.drains_wakeups, (
+        "grpc.aio's completion reader was not found (seatinventory.client.wakeups)"
+    )
     event_id = await create_event(live.admin, CALLS)
     before = acceptors.accepted
     holds = await reserve_each(live, event_id, CALLS)

@@ -11,6 +11,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from seatinventory.client.wakeups import drain_wakeups
 from seatinventory.v1 import inventory_admin_pb2, seat_inventory_pb2
 from seatinventory.v1 import inventory_admin_pb2_grpc as admin_grpc
 from seatinventory.v1 import seat_inventory_pb2_grpc as inventory_grpc
@@ -24,7 +25,6 @@ from .auth import AuthInterceptor, PrincipalsError, load_principals
 from .calls import CallGuard
 from .inventory_servicer import SeatInventoryServicer
 from .metrics import MetricsEndpoint, serve_metrics
-from .poller import drain_wakeups
 from .principal import ADMIN, CLIENT
 from .transport import server_credentials
 
@@ -248,7 +248,7 @@ class Server:
         admin = InventoryAdminServicer(app.admin, app.bookings)
         inventory.calls = admin.calls = self.calls = guard
         self.acceptors = Acceptors(self._server, settings.accepts_per_method, self._interceptors)
-        # Whether api/poller.py took over grpc.aio's completion reader (set by start).
+        # Whether seatinventory.client.wakeups took over grpc.aio's reader (set by start).
         self.drains_wakeups = False
         registrar = cast(Any, Registrar(self._server, self.acceptors))
         _add_inventory(inventory, registrar)

@@ -13,11 +13,11 @@ from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
+from seatinventory.client.wakeups import drain_wakeups
 from seatinventory.v1 import seat_inventory_pb2 as pb
 from seatinventory.v1 import seat_inventory_pb2_grpc as pb_grpc
 from seatinventory.v1 import types_pb2
 
-from ..api.poller import drain_wakeups
 from .scenario import Scenario
 from .stats import Sample
 
@@ -51,7 +51,7 @@ def error_outcome(err: grpc.aio.AioRpcError) -> str:
 
 def open_channel(scenario: Scenario) -> grpc.aio.Channel:
     """A channel to the target; call it on the running event loop (it also
-    lets the loop take gRPC's wake-ups all at once, api/poller.py)."""
+    lets the loop take gRPC's wake-ups all at once, seatinventory.client.wakeups)."""
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
     if not scenario.uses_tls:
         channel = grpc.aio.insecure_channel(scenario.target, options=options)

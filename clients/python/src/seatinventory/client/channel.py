@@ -4,12 +4,15 @@ client relies on (quick reconnects, keepalive for long streams)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+
+from .wakeups import drain_wakeups
 
 __all__ = [
     "Metadata",
@@ -102,6 +105,15 @@ def open_channel(
 def open_aio_channel(
     target: str, tls: Tls | None, options: Sequence[tuple[str, Any]] = ()
 ) -> grpc.aio.Channel:
+    """A grpc.aio channel; made on a running event loop, it also lets that loop
+    take gRPC's wake-ups all at once (``wakeups.drain_wakeups``)."""
     if tls is None:
-        return grpc.aio.insecure_channel(target, channel_options(tls, options))
-    return grpc.aio.secure_channel(target, tls.credentials(), channel_options(tls, options))
+        channel = grpc.aio.insecure_channel(target, channel_options(tls, options))
+    else:
+        channel = grpc.aio.secure_channel(target, tls.credentials(), channel_options(tls, options))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return channel  # made outside a loop: grpc.aio binds it to a loop later
+    drain_wakeups()
+    return channel

@@ -1,4 +1,4 @@
-"""gRPC's wake-ups of the event loop taken all at once (api/poller.py)."""
+"""gRPC's wake-ups of the event loop taken all at once (seatinventory.client.wakeups)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections import deque
 
 import grpc
 import pytest
-
-from seat_inventory.api import poller
+from seatinventory.client import wakeups
 
 
 class GrpcLikeQueue:
@@ -57,7 +56,7 @@ def cq() -> GrpcLikeQueue:
 
 def test_one_wakeup_takes_every_byte_and_runs_every_completion(cq: GrpcLikeQueue) -> None:
     cq.complete(100)
-    poller.drainer(cq.read_end, cq.handle_events)()
+    wakeups.drainer(cq.read_end, cq.handle_events)()
     assert cq.wakeups == 1
     assert len(cq.ran) == 100
     assert cq.waiting() == 0  # nothing left to wake the loop for
@@ -73,10 +72,10 @@ def test_grpc_aio_own_reader_leaves_a_byte_per_completion_behind(cq: GrpcLikeQue
 
 
 def test_a_wakeup_with_nothing_waiting_calls_nothing(cq: GrpcLikeQueue) -> None:
-    poller.drainer(cq.read_end, cq.handle_events)()
+    wakeups.drainer(cq.read_end, cq.handle_events)()
     assert cq.wakeups == 0
     cq.complete(1)
-    poller.drainer(cq.read_end, cq.handle_events)()
+    wakeups.drainer(cq.read_end, cq.handle_events)()
     assert (cq.wakeups, cq.ran, cq.waiting()) == (1, [0], 0)
 
 
@@ -91,16 +90,16 @@ def test_bytes_taken_meanwhile_by_another_reader_call_nothing() -> None:
             raise BlockingIOError
 
     called = []
-    poller.drainer(Raced(), lambda: called.append(1))()  # type: ignore[arg-type]
+    wakeups.drainer(Raced(), lambda: called.append(1))()  # type: ignore[arg-type]
     assert called == []
 
 
 def test_a_loop_grpc_never_used_is_left_alone() -> None:
     loop = asyncio.new_event_loop()
     try:
-        assert not poller.drain_wakeups(loop)
+        assert not wakeups.drain_wakeups(loop)
         assert all(
-            key.data[0] is None or not getattr(key.data[0]._callback, poller._INSTALLED, False)
+            key.data[0] is None or not getattr(key.data[0]._callback, wakeups._INSTALLED, False)
             for key in loop._selector.get_map().values()
         )  # type: ignore[attr-defined]
     finally:
@@ -111,7 +110,7 @@ def test_a_loop_without_a_selector_is_left_alone() -> None:
     class Proactorish(asyncio.AbstractEventLoop):
         pass
 
-    assert not poller.drain_wakeups(Proactorish())
+    assert not wakeups.drain_wakeups(Proactorish())
 
 
 async def _echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
@@ -136,15 +135,15 @@ async def test_on_this_grpcio_it_takes_over_the_reader_and_every_call_completes(
     server, port = echo_server()
     await server.start()
     try:
-        assert poller.drain_wakeups()
+        assert wakeups.drain_wakeups()
         readers = [
             key.data[0]._callback
             for key in loop._selector.get_map().values()  # type: ignore[attr-defined]
             if key.data[0] is not None
         ]
-        assert any(getattr(r, poller._INSTALLED, False) for r in readers)
-        assert not any(poller._grpc_reader(r) for r in readers)  # grpc's own is behind ours
-        assert poller.drain_wakeups()  # a second call finds it in place
+        assert any(getattr(r, wakeups._INSTALLED, False) for r in readers)
+        assert not any(wakeups._grpc_reader(r) for r in readers)  # grpc's own is behind ours
+        assert wakeups.drain_wakeups()  # a second call finds it in place
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             echo = channel.unary_unary("/t.Echo/Echo")
             gate = asyncio.Semaphore(128)
@@ -168,7 +167,7 @@ async def test_a_server_started_after_another_stopped_drains_again() -> None:
         server, port = echo_server()
         await server.start()
         try:
-            assert poller.drain_wakeups(), f"round {round_}"
+            assert wakeups.drain_wakeups(), f"round {round_}"
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 echo = channel.unary_unary("/t.Echo/Echo")
                 answers = await asyncio.wait_for(
@@ -177,3 +176,37 @@ async def test_a_server_started_after_another_stopped_drains_again() -> None:
             assert answers == [b"%d" % i for i in range(200)]
         finally:
             await server.stop(None)
+
+
+def _drained(loop: asyncio.AbstractEventLoop) -> bool:
+    return any(
+        key.data[0] is not None and getattr(key.data[0]._callback, wakeups._INSTALLED, False)
+        for key in loop._selector.get_map().values()  # type: ignore[attr-defined]
+    )
+
+
+def test_the_async_client_drains_the_loop_it_is_made_on() -> None:
+    from seatinventory.client import AsyncSeatInventoryClient
+
+    async def made() -> bool:
+        client = AsyncSeatInventoryClient("127.0.0.1:1")
+        try:
+            return _drained(asyncio.get_running_loop())
+        finally:
+            await client.close()
+
+    assert asyncio.run(made())  # a loop of its own: nothing else drained it
+
+
+def test_a_channel_made_outside_a_loop_is_made_and_drains_nothing() -> None:
+    from seatinventory.client.channel import open_aio_channel
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # grpc.aio binds a channel made outside a loop to this one
+    try:
+        channel = open_aio_channel("127.0.0.1:1", None)
+        assert not _drained(loop)
+        loop.run_until_complete(channel.close())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -22,7 +22,11 @@ the socket themselves (or use an eventfd); the extra reader then finds at
 most one byte and changes nothing.
 
 It relies on grpc.aio's private reader and asyncio's selector loop; when
-either is not as known it leaves the loop alone (``False``).
+either is not as known it leaves the loop alone (``False``). The clients'
+``open_aio_channel`` (so ``AsyncSeatInventoryClient``) calls it, and so do
+the service's server, its load harness and the benchmark's processes; a
+program with its own grpc.aio channels or servers can call it once they
+exist.
 """
 
 from __future__ import annotations
