@@ -40,6 +40,8 @@ from typing import Any
 __all__ = ["drain_wakeups"]
 
 _PEEK = 65536
+# grpc.aio makes the socket non-blocking; MSG_DONTWAIT (absent on Windows) is a second guard.
+_PEEK_FLAGS = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 _INSTALLED = "_seat_inventory_drains_wakeups"
 
 
@@ -59,7 +61,7 @@ def drainer(sock: socket.socket, handle: Callable[[], Any]) -> Callable[[], None
 
     def on_readable() -> None:
         try:
-            waiting = len(sock.recv(_PEEK, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            waiting = len(sock.recv(_PEEK, _PEEK_FLAGS))
         except (BlockingIOError, InterruptedError):
             return  # nothing to read: a wake-up another reader already took
         if waiting > 1:
