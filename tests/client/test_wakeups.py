@@ -54,6 +54,19 @@ def cq() -> GrpcLikeQueue:
     queue.close()
 
 
+def readers(loop: asyncio.AbstractEventLoop) -> list[object]:
+    """The callbacks of the loop's readers."""
+    return [
+        key.data[0]._callback
+        for key in loop._selector.get_map().values()  # type: ignore[attr-defined]
+        if key.data[0] is not None
+    ]
+
+
+def _drained(loop: asyncio.AbstractEventLoop) -> bool:
+    return any(getattr(r, wakeups._INSTALLED, False) for r in readers(loop))
+
+
 def test_one_wakeup_takes_every_byte_and_runs_every_completion(cq: GrpcLikeQueue) -> None:
     cq.complete(100)
     wakeups.drainer(cq.read_end, cq.handle_events)()
@@ -98,10 +111,7 @@ def test_a_loop_grpc_never_used_is_left_alone() -> None:
     loop = asyncio.new_event_loop()
     try:
         assert not wakeups.drain_wakeups(loop)
-        assert all(
-            key.data[0] is None or not getattr(key.data[0]._callback, wakeups._INSTALLED, False)
-            for key in loop._selector.get_map().values()
-        )  # type: ignore[attr-defined]
+        assert not _drained(loop)
     finally:
         loop.close()
 
@@ -136,13 +146,8 @@ async def test_on_this_grpcio_it_takes_over_the_reader_and_every_call_completes(
     await server.start()
     try:
         assert wakeups.drain_wakeups()
-        readers = [
-            key.data[0]._callback
-            for key in loop._selector.get_map().values()  # type: ignore[attr-defined]
-            if key.data[0] is not None
-        ]
-        assert any(getattr(r, wakeups._INSTALLED, False) for r in readers)
-        assert not any(wakeups._grpc_reader(r) for r in readers)  # grpc's own is behind ours
+        assert _drained(loop)
+        assert not any(wakeups._grpc_reader(r) for r in readers(loop))  # grpc's own is behind ours
         assert wakeups.drain_wakeups()  # a second call finds it in place
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             echo = channel.unary_unary("/t.Echo/Echo")
@@ -176,13 +181,6 @@ async def test_a_server_started_after_another_stopped_drains_again() -> None:
             assert answers == [b"%d" % i for i in range(200)]
         finally:
             await server.stop(None)
-
-
-def _drained(loop: asyncio.AbstractEventLoop) -> bool:
-    return any(
-        key.data[0] is not None and getattr(key.data[0]._callback, wakeups._INSTALLED, False)
-        for key in loop._selector.get_map().values()  # type: ignore[attr-defined]
-    )
 
 
 def test_the_async_client_drains_the_loop_it_is_made_on() -> None:
