@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from seat_inventory.loadtest.report import as_dict, html_report
 from seat_inventory.loadtest.scenario import Scenario
 from seat_inventory.loadtest.stats import Stats, percentile
@@ -53,3 +57,39 @@ def test_summary_and_html_report() -> None:
     page = html_report(data)
     assert page.count("<svg") == 3
     assert "Verification <b>OK</b>" in page
+
+
+def test_the_harness_opens_the_client_packages_channel(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Its channel is the client's (the same reconnect and keepalive options):
+    plaintext without TLS flags, the --ca/--cert/--key files read into Tls with them."""
+    from seatinventory.client.channel import Tls
+
+    from seat_inventory.loadtest import runner
+
+    opened: list[tuple[str, Tls | None]] = []
+
+    def fake_open(target: str, tls: Tls | None) -> str:
+        opened.append((target, tls))
+        return f"channel {len(opened)}"
+
+    monkeypatch.setattr(runner, "open_aio_channel", fake_open)
+    for name, data in (("ca.pem", b"CA"), ("cert.pem", b"CERT"), ("key.pem", b"KEY")):
+        (tmp_path / name).write_bytes(data)
+    plain = runner.open_channel(Scenario(target="host:1"))
+    mutual = runner.open_channel(
+        Scenario(
+            target="host:2",
+            tls_ca=str(tmp_path / "ca.pem"),
+            tls_cert=str(tmp_path / "cert.pem"),
+            tls_key=str(tmp_path / "key.pem"),
+        )
+    )
+    system_roots = runner.open_channel(Scenario(target="host:3", tls=True))
+    assert (plain, mutual, system_roots) == ("channel 1", "channel 2", "channel 3")
+    assert opened == [
+        ("host:1", None),
+        ("host:2", Tls(b"CA", b"CERT", b"KEY")),
+        ("host:3", Tls()),
+    ]

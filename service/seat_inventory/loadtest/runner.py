@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
-from seatinventory.client.wakeups import drain_wakeups
+from seatinventory.client.channel import Tls, open_aio_channel
 from seatinventory.v1 import seat_inventory_pb2 as pb
 from seatinventory.v1 import seat_inventory_pb2_grpc as pb_grpc
 from seatinventory.v1 import types_pb2
@@ -50,18 +50,13 @@ def error_outcome(err: grpc.aio.AioRpcError) -> str:
 
 
 def open_channel(scenario: Scenario) -> grpc.aio.Channel:
-    """A channel to the target; call it on the running event loop (it also
-    lets the loop take gRPC's wake-ups all at once, seatinventory.client.wakeups)."""
-    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    if not scenario.uses_tls:
-        channel = grpc.aio.insecure_channel(scenario.target, options=options)
-    else:
-        from seatinventory.client.channel import Tls
-
+    """The client package's channel to the target (its reconnect, keepalive
+    and message-size options; gRPC's wake-ups drained): call it on the
+    running event loop."""
+    tls = None
+    if scenario.uses_tls:
         tls = Tls.from_files(ca=scenario.tls_ca, cert=scenario.tls_cert, key=scenario.tls_key)
-        channel = grpc.aio.secure_channel(scenario.target, tls.credentials(), options=options)
-    drain_wakeups()
-    return channel
+    return open_aio_channel(scenario.target, tls)
 
 
 class _Share:
