@@ -25,6 +25,7 @@ async def test_small_flash_sale_verifies_clean(
         "--target", live.target, "--seats", "60", "--users", "120", "--arrival-rate", "200",
         "--hot-seats", "10", "--hot-share", "0.5", "--hold-ttl", "1", "--think-max", "0.05",
         "--database-url", postgres_url, "--json", str(out), "--html", str(page), "--seed", "3",
+        "--subscribers", "2",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
@@ -40,3 +41,11 @@ async def test_small_flash_sale_verifies_clean(
     assert rpcs["Reserve"]["count"] >= 120
     assert "verification OK" in text
     assert page.read_text().count("<svg") == 3
+    # Both subscribers watch one feed from before the first hold to after the last
+    # lapse: they see the same expiries, at most the abandoned seats (a lapsed seat
+    # held again before the sweep is not reported expired).
+    expiries = data["expiries"]
+    assert expiries["abandoned_holds"] > 0
+    first, second = expiries["seen_by_each_subscriber"]
+    assert first == second
+    assert 0 < first <= expiries["abandoned_seats"]

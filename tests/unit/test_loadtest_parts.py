@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from seat_inventory.loadtest.report import as_dict, html_report
+from seat_inventory.loadtest.report import as_dict, expiries_text, html_report
+from seat_inventory.loadtest.runner import ShareResult
 from seat_inventory.loadtest.scenario import Scenario
 from seat_inventory.loadtest.stats import Stats, percentile
 from seat_inventory.loadtest.verify import Verification
@@ -52,11 +53,33 @@ def test_summary_and_html_report() -> None:
         1.0,
         {"OK": 1, "FAILED_PRECONDITION X": 1},
     )
-    data = as_dict(Scenario(token="secret"), stats, Verification(confirmations=0), expired=3)
+    result = ShareResult(abandoned_holds=2, abandoned_seats=5, expired_seen=[5, 4])
+    data = as_dict(Scenario(token="secret"), stats, Verification(confirmations=0), result)
     assert data["scenario"]["token"] == "***"
+    assert data["expiries"] == {
+        "abandoned_holds": 2,
+        "abandoned_seats": 5,
+        "seen_by_each_subscriber": [5, 4],
+    }
     page = html_report(data)
     assert page.count("<svg") == 3
     assert "Verification <b>OK</b>" in page
+    assert "the 2 subscribers saw 4 to 5 seats expire" in page
+
+
+def test_expiries_are_told_per_subscriber_not_summed() -> None:
+    """Two subscribers seeing the same 6 expired seats is 6 each, not 12; none watching says so."""
+
+    def text(seen: list[int]) -> str:
+        return expiries_text(
+            {"abandoned_holds": 3, "abandoned_seats": 7, "seen_by_each_subscriber": seen}
+        )
+
+    assert text([6, 6]) == (
+        "3 holds (7 seats) left to lapse; each of 2 subscribers saw 6 seats expire on the stream"
+    )
+    assert text([6]).endswith("; the subscriber saw 6 seats expire on the stream")
+    assert text([]).endswith("; expiries not watched (--subscribers 0)")
 
 
 def test_the_harness_opens_the_client_packages_channel(

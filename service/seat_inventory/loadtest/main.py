@@ -83,7 +83,9 @@ def _drive(scenario: Scenario) -> ShareResult:
                 pending -= 1
                 merged.samples.extend(part.samples)
                 merged.confirmed.update(part.confirmed)
-                merged.expired_seen += part.expired_seen
+                merged.abandoned_holds += part.abandoned_holds
+                merged.abandoned_seats += part.abandoned_seats
+                merged.expired_seen.extend(part.expired_seen)
                 merged.stream_messages += part.stream_messages
                 merged.duration_s = max(merged.duration_s, part.duration_s)
             values: list[int] = progress_array[:]
@@ -112,7 +114,7 @@ def run_loadtest(scenario: Scenario, *, json_path: str | None, html_path: str | 
     result = _drive(scenario)
     stats = Stats(result.samples, result.duration_s)
     verification = asyncio.run(verify(scenario, result.confirmed))
-    data = as_dict(scenario, stats, verification, result.expired_seen)
+    data = as_dict(scenario, stats, verification, result)
     if json_path == "-":
         print(json.dumps(data, indent=2))
     else:

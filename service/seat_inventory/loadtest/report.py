@@ -6,59 +6,86 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .scenario import Scenario
 from .stats import Stats
 from .verify import Verification
 
-__all__ = ["as_dict", "html_report", "print_report"]
+if TYPE_CHECKING:
+    from .runner import ShareResult
+
+__all__ = ["as_dict", "expiries_text", "html_report", "print_report"]
 
 _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
 def as_dict(
-    scenario: Scenario, stats: Stats, verification: Verification, expired: int
+    scenario: Scenario, stats: Stats, verification: Verification, result: ShareResult
 ) -> dict[str, Any]:
     return {
         "scenario": asdict(scenario) | {"token": "***" if scenario.token else None},
         "duration_s": round(stats.duration_s, 3),
         "rpcs": [asdict(s) for s in stats.summaries()],
         "seats_sold": verification.seats_sold_api,
-        "expiries_seen": expired,
+        "expiries": {
+            "abandoned_holds": result.abandoned_holds,
+            "abandoned_seats": result.abandoned_seats,
+            "seen_by_each_subscriber": list(result.expired_seen),
+        },
         "verification": asdict(verification) | {"ok": verification.ok},
         "timeline": stats.timeline(),
     }
 
 
+def expiries_text(expiries: dict[str, Any]) -> str:
+    """The holds left to lapse, and the expiries each subscriber saw on the stream.
+    A lapsed seat held again before the sweep reaches it is not reported as
+    expired, so a subscriber may see fewer seats than were abandoned."""
+    lapsed = (
+        f"{expiries['abandoned_holds']} holds ({expiries['abandoned_seats']} seats) left to lapse"
+    )
+    seen = expiries["seen_by_each_subscriber"]
+    if not seen:
+        return f"{lapsed}; expiries not watched (--subscribers 0)"
+    if min(seen) == max(seen):
+        who = "the subscriber" if len(seen) == 1 else f"each of {len(seen)} subscribers"
+        return f"{lapsed}; {who} saw {seen[0]} seats expire on the stream"
+    return f"{lapsed}; the {len(seen)} subscribers saw {min(seen)} to {max(seen)} seats expire"
+
+
 def print_report(data: dict[str, Any]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     table = Table(title=f"seat-inventory loadtest — {data['duration_s']:.1f} s")
     for column in ("RPC", "count", "RPS", "p50 ms", "p95 ms", "p99 ms", "p99.9 ms", "outcomes"):
-        table.add_column(column, justify="left" if column in ("RPC", "outcomes") else "right")
+        table.add_column(
+            column,
+            justify="left" if column in ("RPC", "outcomes") else "right",
+            overflow="fold",
+        )
     for r in data["rpcs"]:
-        outcomes = ", ".join(f"{k} {v}" for k, v in r["outcomes"].items())
+        # One outcome a line: a narrow terminal folds them instead of cutting.
+        outcomes = "\n".join(f"{k} {v}" for k, v in r["outcomes"].items())
         table.add_row(
             r["rpc"], str(r["count"]), f"{r['rps']:.0f}", f"{r['p50_ms']:.1f}",
             f"{r['p95_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['p999_ms']:.1f}", outcomes,
         )  # fmt: skip
     console.print(table)
     v = data["verification"]
-    sql = (
-        f", {v['seats_sold_sql']} in SQL" if v["checked_sql"] else " (no --database-url: API only)"
-    )
-    console.print(f"seats sold: {data['seats_sold']} (API{sql}); expiries seen on the stream: "
-                  f"{data['expiries_seen']}")  # fmt: skip
+    sql = f"{v['seats_sold_sql']} in SQL" if v["checked_sql"] else "SQL not read: no --database-url"
+    console.print(f"seats sold: {data['seats_sold']} (API; {sql})")
+    console.print(f"expiries: {escape(expiries_text(data['expiries']))}")
     verdict = "[green]OK[/green]" if v["ok"] else "[red]FAILED[/red]"
     console.print(
         f"verification {verdict}: {v['confirmations']} confirmations, "
         f"double bookings {v['double_bookings']}, lost confirmations {v['lost_confirmations']}"
     )
     for problem in v["problems"][:20]:
-        console.print(f"  [red]{html.escape(problem)}[/red]")
+        console.print(f"  [red]{escape(problem)}[/red]")
 
 
 def _svg_chart(title: str, series: dict[str, list[tuple[int, float]]], unit: str) -> str:
@@ -117,8 +144,8 @@ td:first-child,td:last-child{{text-align:left}}</style></head><body>
 <h1>seat-inventory loadtest — {data["duration_s"]:.1f} s</h1>
 <p>Verification <b>{verdict}</b>: {v["confirmations"]} confirmations,
 double bookings <b>{v["double_bookings"]}</b>, lost confirmations
-<b>{v["lost_confirmations"]}</b>; seats sold {data["seats_sold"]};
-expiries seen on the stream {data["expiries_seen"]}.</p>
+<b>{v["lost_confirmations"]}</b>; seats sold {data["seats_sold"]}.</p>
+<p>Expiries: {html.escape(expiries_text(data["expiries"]))}.</p>
 <table><tr><th>RPC</th><th>count</th><th>RPS</th><th>p50 ms</th><th>p95 ms</th>
 <th>p99 ms</th><th>p99.9 ms</th><th>outcomes</th></tr>{rows}</table>
 {_svg_chart("calls per second", throughput, "/s")}

@@ -30,7 +30,11 @@ Progress = Callable[[int, int, int], None]  # users done, calls, errors
 class ShareResult:
     samples: list[Sample] = field(default_factory=list)
     confirmed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # booking -> seats
-    expired_seen: int = 0
+    # Holds the users let lapse, and their seats.
+    abandoned_holds: int = 0
+    abandoned_seats: int = 0
+    # Per stream subscriber: seats it saw expire (EXPIRED changes).
+    expired_seen: list[int] = field(default_factory=list)
     stream_messages: int = 0
     duration_s: float = 0.0
 
@@ -125,11 +129,16 @@ class _Share:
                     "Release",
                     lambda: stub.Release(rel, timeout=s.timeout_s, metadata=self.metadata),
                 )
+            else:
+                self.result.abandoned_holds += 1
+                self.result.abandoned_seats += len(hold.seat_ids)
         self.users_done += 1
         if self.progress is not None:
             self.progress(self.users_done, self.calls, self.errors)
 
-    async def subscriber(self, stub: pb_grpc.SeatInventoryAsyncStub, stop: asyncio.Event) -> None:
+    async def subscriber(
+        self, stub: pb_grpc.SeatInventoryAsyncStub, stop: asyncio.Event, index: int
+    ) -> None:
         call = stub.StreamAvailability(
             pb.StreamAvailabilityRequest(event_id=self.s.event_id), metadata=self.metadata
         )
@@ -138,7 +147,7 @@ class _Share:
                 self.result.stream_messages += 1
                 for change in update.changes.changes:
                     if change.reason == types_pb2.CHANGE_REASON_EXPIRED:
-                        self.result.expired_seen += len(change.seat_ids)
+                        self.result.expired_seen[index] += len(change.seat_ids)
                 if stop.is_set():
                     break
         except grpc.aio.AioRpcError:
@@ -151,8 +160,10 @@ class _Share:
         async with open_channel(s) as channel:
             stub = pb_grpc.SeatInventoryStub(channel)
             stop = asyncio.Event()
+            self.result.expired_seen = [0] * s.subscribers
             watchers = [
-                asyncio.create_task(self.subscriber(stub, stop)) for _ in range(s.subscribers)
+                asyncio.create_task(self.subscriber(stub, stop, index))
+                for index in range(s.subscribers)
             ]
             users = []
             for index in range(s.users):
@@ -162,9 +173,10 @@ class _Share:
                 users.append(asyncio.create_task(self.user(stub, index)))
             await asyncio.gather(*users)
             self.result.duration_s = time.perf_counter() - self.t0
-            # Let the last abandoned holds lapse so their expiries reach the feed.
+            # Let the last abandoned holds lapse and be swept (within a second)
+            # so their expiries reach the subscribers.
             if watchers:
-                await asyncio.sleep(s.hold_ttl_s + 1.0)
+                await asyncio.sleep(s.hold_ttl_s + 2.0)
             stop.set()
             for task in watchers:
                 task.cancel()
