@@ -33,7 +33,9 @@ def add_loadtest_command(sub: Any) -> None:
         "Ends with per-RPC latencies and a verification (double bookings and lost "
         "confirmations must be 0; exit code 1 otherwise).",
     )
-    p.add_argument("--target", default=os.environ.get("SEAT_INVENTORY_TARGET", "localhost:50051"))
+    p.add_argument("--target", default=os.environ.get("SEAT_INVENTORY_TARGET", "localhost:50051"),
+                   help="server address, HOST:PORT (default localhost:50051, or "
+                   "SEAT_INVENTORY_TARGET)")  # fmt: skip
     p.add_argument("--token", default=os.environ.get("SEAT_INVENTORY_TOKEN"),
                    help="bearer token when the server requires one")  # fmt: skip
     p.add_argument("--tls", action="store_true", help="use TLS, trusting the system's CAs")
