@@ -399,7 +399,8 @@ def _json_sections(value: object, source: str, max_seats: int) -> list[SeatSpec]
         if "rows" not in section_entry:
             raise SeatMapError(f'{source}, {where}: "rows" is missing')
         for row_where, row, numbers in _json_rows(section_entry["rows"], f"{where}.rows", source):
-            seats.make_room(len(numbers))
+            # Not len(): a range past sys.maxsize has none (OverflowError).
+            seats.make_room(max(0, numbers.stop - numbers.start))
             row_starts.append(len(seats.seats))
             row_wheres.append(row_where)
             prefix = _derive_seat_id(section, row, "")

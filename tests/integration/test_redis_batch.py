@@ -403,3 +403,61 @@ async def test_closing_the_store_mid_batch_fails_its_callers_without_a_retry(
             assert await held_seats(client) <= {SEATS[0], SEATS[1], SEATS[2]}
         finally:
             await client.aclose()
+
+
+@pytest.mark.parametrize("batching", [True, False], ids=["batched", "alone"])
+async def test_a_reserve_whose_reply_was_lost_answers_as_it_ran(
+    redis_url: str, batching: bool
+) -> None:
+    """Redis ran a Reserve, then the connection broke before the reply came back;
+    the call goes again on a fresh connection (the store's retry when batched,
+    redis-py's alone) and answers with the hold its first run made: not
+    SEATS_UNAVAILABLE for seats it took itself, and no second, unknown hold."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy(port) as proxy:
+        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=2.0)
+        store = RedisHoldStore(client, batching=batching)
+        try:
+            await client.flushdb()
+            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+            await store.reserve(request(("S9",)))  # the script is loaded: the lost call runs
+            lost = proxy.lose_reply_to(b"$2\r\nS7\r\n")
+            hold = await store.reserve(request(("S7", "S8")))
+            assert lost.is_set()
+            assert hold.seat_ids == ("S7", "S8")
+            assert {await client.get(f"{{e:{EVENT}}}:seat:{s}") for s in ("S7", "S8")} == {
+                f"{hold.hold_id}|{hold.expires_at_ms}"
+            }
+            assert await held_seats(client) == {"S7", "S8", "S9"}
+            assert await store.release(EVENT, hold.hold_id, "alice") is True
+            assert await held_seats(client) == {"S9"}
+        finally:
+            await store.aclose()
+            await client.aclose()
+
+
+@pytest.mark.parametrize("batching", [True, False], ids=["batched", "alone"])
+async def test_a_release_whose_reply_was_lost_still_says_it_released(
+    redis_url: str, batching: bool
+) -> None:
+    """The same for Release: the call that released the hold answers released=True
+    although its second run found the hold released; a later Release of the same
+    hold (a new call) answers released=False."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy(port) as proxy:
+        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=2.0)
+        store = RedisHoldStore(client, batching=batching)
+        try:
+            await client.flushdb()
+            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+            warm = await store.reserve(request(("S6",)))
+            await store.release(EVENT, warm.hold_id, "alice")  # the script is loaded
+            hold = await store.reserve(request(("S5",)))
+            lost = proxy.lose_reply_to(hold.hold_id.encode())
+            assert await store.release(EVENT, hold.hold_id, "alice") is True
+            assert lost.is_set()
+            assert await store.release(EVENT, hold.hold_id, "alice") is False
+            assert await held_seats(client) == set()
+        finally:
+            await store.aclose()
+            await client.aclose()

@@ -34,11 +34,16 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 
 
 class _Tripwire:
-    """Calls ``action`` once, when a client sends ``pattern`` (before it is forwarded)."""
+    """Calls ``action`` once, when a client sends ``pattern`` (before it is
+    forwarded); with ``lose_reply``, instead lets the bytes through and resets
+    the connection when the answer comes back."""
 
-    def __init__(self, pattern: bytes, action: Callable[[], object]) -> None:
+    def __init__(
+        self, pattern: bytes, action: Callable[[], object], *, lose_reply: bool = False
+    ) -> None:
         self.pattern = pattern
         self.action = action
+        self.lose_reply = lose_reply
         self.fired = asyncio.Event()
 
 
@@ -49,6 +54,8 @@ class _Link:
         self.client = client
         self.upstream: asyncio.StreamWriter | None = None
         self.tail = b""  # the last bytes the client sent, for patterns split across reads
+        self.lose_reply = False  # reset instead of forwarding the next bytes from upstream
+        self.reply_lost: asyncio.Event | None = None
 
     def reset(self) -> None:
         _reset(self.client)
@@ -140,6 +147,17 @@ class TcpProxy:
         self._tripwires.append(wire)
         return wire.fired
 
+    def lose_reply_to(self, pattern: bytes) -> asyncio.Event:
+        """Once: forward what a client sends with ``pattern`` in it, then reset the
+        connection (both ways) as the answer comes back, instead of delivering it:
+        the backend did the work and the client never hears of it. Returns an event
+        that is set when the answer was dropped."""
+        if not pattern:
+            raise ValueError("pattern must not be empty")
+        wire = _Tripwire(pattern, lambda: None, lose_reply=True)
+        self._tripwires.append(wire)
+        return wire.fired
+
     async def close(self) -> None:
         self._tripwires.clear()
         if self._server is not None:
@@ -202,6 +220,10 @@ class TcpProxy:
         for wire in list(self._tripwires):
             if wire.pattern in window:
                 self._tripwires.remove(wire)
+                if wire.lose_reply:
+                    link.lose_reply = True
+                    link.reply_lost = wire.fired
+                    continue
                 wire.action()
                 wire.fired.set()
         longest = max((len(w.pattern) for w in self._tripwires), default=1)
@@ -222,6 +244,12 @@ class TcpProxy:
                     break
                 if from_client:
                     self._check_tripwires(link, data)
+                elif link.lose_reply:
+                    self._links.discard(link)
+                    link.reset()
+                    if link.reply_lost is not None:
+                        link.reply_lost.set()
+                    return
                 if self.delay_s > 0:
                     await asyncio.sleep(self.delay_s)
                 if link not in self._links:  # a tripwire or down() cut it

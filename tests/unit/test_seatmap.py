@@ -361,6 +361,21 @@ BAD_FILES = [
         "{path}: more than 100,000 seats, the most one event may have; "
         "split the venue into several events",
     ),
+    (
+        # Past sys.maxsize a range has no len(): refused all the same.
+        "row-of-more-seats-than-a-machine-word",
+        "typo.json",
+        _compact({"row": "1", "seats": 10**19}),
+        "{path}: more than 100,000 seats, the most one event may have; "
+        "split the venue into several events",
+    ),
+    (
+        "seat-numbers-past-a-machine-word",
+        "typo.json",
+        _compact({"row": "1", "from": 1, "to": 10**19}),
+        "{path}: more than 100,000 seats, the most one event may have; "
+        "split the venue into several events",
+    ),
 ]
 
 

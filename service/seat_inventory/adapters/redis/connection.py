@@ -11,6 +11,7 @@ script runs on the one master that serves the event's slot.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
@@ -18,7 +19,15 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ClusterError, MovedError, RedisClusterException, RedisError
+from redis.exceptions import (
+    ClusterError,
+    MovedError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -33,6 +42,8 @@ __all__ = [
     "is_cluster",
     "node_url",
     "ping_redis",
+    "refusal",
+    "refuses_for_now",
     "setup_warnings",
     "unavailable",
 ]
@@ -55,6 +66,36 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
 
 # Every Redis failure: the feed and the health ping report each as BACKEND_UNAVAILABLE.
 FAILURES: tuple[type[BaseException], ...] = (RedisError, *UNREACHABLE)
+
+
+# Replies by which a reachable Redis refuses work for now: full (OOM, under
+# maxmemory-policy noeviction, the policy setup_warnings asks for), a replica
+# (READONLY: the URL names a node that was failed over), snapshots failing
+# (MISCONF), loading or busy with a script, an ACL without the commands, a
+# cluster without a majority. The caller gets BACKEND_UNAVAILABLE, as for an
+# unreachable Redis; a script's own error stays an internal error.
+_REFUSING_TYPES = (OutOfMemoryError, ReadOnlyError, NoPermissionError)
+_REFUSING_WORDS = re.compile(
+    r"\b(BUSY|LOADING|MISCONF|OOM|READONLY|NOPERM|MASTERDOWN|NOREPLICAS|CLUSTERDOWN|TRYAGAIN)\b"
+)
+
+
+def refuses_for_now(exc: RedisError) -> bool:
+    """Whether ``exc`` is Redis refusing work for now, not a failed call of ours."""
+    return isinstance(exc, _REFUSING_TYPES) or _REFUSING_WORDS.search(str(exc)) is not None
+
+
+def refusal(exc: RedisError) -> str:
+    """What to tell the caller of such a refusal (redis-py takes the reply's
+    first word off for the errors it has a class for; put it back)."""
+    word: dict[type[RedisError], str] = {
+        OutOfMemoryError: "OOM",
+        ReadOnlyError: "READONLY",
+        NoPermissionError: "NOPERM",
+    }
+    text = re.split(r"\s+script: ", str(exc), maxsplit=1)[0].strip().rstrip(".,")
+    prefix = word.get(type(exc))
+    return f"{prefix} {text}" if prefix and not text.startswith(prefix) else text
 
 
 def unavailable(exc: BaseException) -> BackendUnavailable:

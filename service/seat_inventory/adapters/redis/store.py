@@ -30,7 +30,7 @@ from ...service_layer.ports import (
     ReserveRequest,
 )
 from .batch import ScriptBatcher
-from .connection import UNREACHABLE, ping_redis, unavailable
+from .connection import UNREACHABLE, ping_redis, refusal, refuses_for_now, unavailable
 from .keys import EventKeys
 
 __all__ = ["RedisHoldStore", "StoreSettings"]
@@ -133,15 +133,17 @@ class RedisHoldStore:
                     if isinstance(exc, BusyLoadingError):
                         raise
                     # A stale connection: once more on a fresh one, as redis-py's
-                    # own retry would have done.
+                    # own retry would have done. Redis may have run the call
+                    # before the connection failed: every batched script takes
+                    # the same call sent twice as if it had come once.
                     reply = await script(keys=all_keys, args=all_args)
             else:
                 reply = await script(keys=all_keys, args=all_args)
         except UNREACHABLE as exc:  # also a cluster failing over or unreachable
             raise unavailable(exc) from exc
         except RedisError as exc:
-            if "BUSY" in str(exc) or "LOADING" in str(exc):
-                raise BackendUnavailable("redis", str(exc)) from exc
+            if refuses_for_now(exc):
+                raise BackendUnavailable("redis", refusal(exc)) from exc
             raise
         if reply[0] == "NOT_LOADED":
             raise EventNotLoaded(event_id)
@@ -223,7 +225,13 @@ class RedisHoldStore:
             "release",
             event_id,
             [self._event_keys(event_id).hold(hold_id)],
-            [hold_id, holder_id, self._settings.release_tombstone_ms, principal],
+            [
+                hold_id,
+                holder_id,
+                self._settings.release_tombstone_ms,
+                principal,
+                secrets.token_hex(8),  # tells this call's own resend from a second Release
+            ],
         )
         self._hold_errors(reply[0], hold_id)
         return bool(reply[0] == "OK")

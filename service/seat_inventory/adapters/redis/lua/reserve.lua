@@ -21,6 +21,13 @@ if fingerprint ~= '' then
   end
 end
 
+-- Every call has a hold id of its own, so a record under it means this very
+-- call ran already and is here again: sent once more after its reply was
+-- lost (a connection reset, a timeout). Answer what it answered then, not
+-- that its seats are taken (by itself).
+local ran = redis.call('HGET', K_HOLD, 'expires_at')
+if ran then return {'OK', hold, ran, 'replay'} end
+
 local seats = {}
 for i = 13, #ARGV do seats[#seats + 1] = ARGV[i] end
 
