@@ -505,3 +505,38 @@ async def test_a_connection_that_has_the_statements_without_the_pool_knowing_boo
     second = make_booking(event, "S2")
     assert await commit(repo, second) == (second, True)
     await assert_clean_and_usable(repo, inspector, event, "S3")
+
+
+async def test_a_fence_not_granted_within_the_operators_lock_timeout_is_unavailable(
+    migrated: str, repo: SqlEventRepository, inspector: asyncpg.Connection
+) -> None:
+    """With lock_timeout set on the database, a give-up that cannot take the event's
+    fence in time (a Confirm holds it) is BACKEND_UNAVAILABLE, to be tried again,
+    not an internal error; the Confirm then commits."""
+    event = await make_event(repo)
+    booking = make_booking(event, "S1")
+    in_claim, release = asyncio.Event(), asyncio.Event()
+
+    async def claim() -> Booking:
+        in_claim.set()
+        await release.wait()
+        return booking
+
+    database = await inspector.fetchval("SELECT current_database()")
+    await inspector.execute(f'ALTER DATABASE "{database}" SET lock_timeout = 200')
+    impatient = make_engine(migrated, pool_size=1)  # its sessions start with the setting
+    try:
+        async with asyncio.timeout(10):
+            writer = asyncio.create_task(
+                repo.commit_booking(event.event_id, booking.hold_id, claim)
+            )
+            await in_claim.wait()
+            with pytest.raises(BackendUnavailable, match="lock timeout"):
+                await SqlEventRepository(impatient).settle_unconfirmed(
+                    event.event_id, "h.other", 3_000
+                )
+            release.set()
+            assert await writer == (booking, True)
+    finally:
+        await inspector.execute(f'ALTER DATABASE "{database}" RESET lock_timeout')
+        await impatient.dispose()

@@ -181,3 +181,82 @@ async def test_stalled_finalize_after_cancel_does_not_resell(world: BookingWorld
     await world.bookings.cancel(booking.booking_id)
     await world.holds.finalize("show", hold.hold_id, booking.seat_ids)  # the stalled one
     assert await world.status("A-1") is SeatStatus.AVAILABLE
+
+
+async def test_a_late_finalize_after_a_cancel_does_not_put_the_seats_back(
+    world: BookingWorld,
+) -> None:
+    """A booking committed whose finalize has not run yet (deferred, or a repair
+    between reading the booking and finalizing) is cancelled: the cancel gives
+    the confirming hold up, so the late finalize leaves the seats free."""
+    hold = await world.inventory.reserve("show", ["A-1", "A-2"], "alice", None)
+
+    async def claim_only():  # type: ignore[no-untyped-def]
+        seats = await world.holds.claim("show", hold.hold_id, "alice")
+        from seat_inventory.domain.model import Booking
+
+        return Booking("bk_unmirrored0001", "show", hold.hold_id, seats, "alice", "", 0)
+
+    booking, _ = await world.repo.commit_booking("show", hold.hold_id, claim_only)
+    assert await world.status("A-1") is SeatStatus.HELD  # pinned, not mirrored yet
+    await world.bookings.cancel(booking.booking_id)
+    assert await world.status("A-1") is SeatStatus.AVAILABLE
+    await world.holds.finalize("show", hold.hold_id, booking.seat_ids)  # the late one
+    assert [await world.status(s) for s in ("A-1", "A-2")] == [SeatStatus.AVAILABLE] * 2
+    again = await world.inventory.reserve("show", ["A-1", "A-2"], "bob", None)
+    assert again.seat_ids == ("A-1", "A-2")
+
+
+async def sold_behind_redis(world: BookingWorld) -> None:
+    """A-1 sold in SQL to alice, then Redis forgets it (a restore from an older
+    snapshot): bob can hold it again, and only the database refuses his Confirm."""
+    alice = await world.inventory.reserve("show", ["A-1"], "alice", None)
+    await world.bookings.confirm(alice.hold_id, "alice")
+    await world.redis.srem("{e:show}:sold", "A-1")
+
+
+async def test_losing_to_a_sale_redis_forgot_gives_the_hold_up_in_sql_first(
+    world: BookingWorld,
+) -> None:
+    """Confirm finds in SQL a sale Redis did not know: SEATS_UNAVAILABLE, the hold is
+    given up in SQL (no retry of it can commit later) and in Redis (A-1 sold, A-2 free)."""
+    await sold_behind_redis(world)
+    bob = await world.inventory.reserve("show", ["A-1", "A-2"], "bob", None)
+    with pytest.raises(SeatsUnavailable):
+        await world.bookings.confirm(bob.hold_id, "bob")
+    assert bob.hold_id in world.repo.given_up
+    assert [await world.status(s) for s in ("A-1", "A-2")] == [
+        SeatStatus.BOOKED,
+        SeatStatus.AVAILABLE,
+    ]
+    with pytest.raises(HoldNotFound):
+        await world.bookings.confirm(bob.hold_id, "bob")
+
+
+async def test_losing_to_a_sale_while_a_retry_of_the_hold_committed_answers_its_booking(
+    world: BookingWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the refused commit and its give-up, alice's booking is cancelled and a
+    retry of bob's Confirm commits: the refused call answers that booking and
+    mirrors it, instead of freeing seats SQL has just sold to bob."""
+    await sold_behind_redis(world)
+    alice_booking = next(iter(world.repo.bookings.values()))
+    bob = await world.inventory.reserve("show", ["A-1", "A-2"], "bob", None)
+    settle = world.repo.settle_unconfirmed
+
+    async def retry_commits_first(event_id: str, hold_id: str, now_ms: int):  # type: ignore[no-untyped-def]
+        async def nothing(_: object) -> None:
+            return None
+
+        await world.repo.cancel_booking(alice_booking.booking_id, now_ms, nothing)
+        monkeypatch.setattr(world.repo, "settle_unconfirmed", settle)
+        await world.bookings.confirm(bob.hold_id, "bob")  # the retry, on another worker
+        return await settle(event_id, hold_id, now_ms)
+
+    monkeypatch.setattr(world.repo, "settle_unconfirmed", retry_commits_first)
+    booking = await world.bookings.confirm(bob.hold_id, "bob")
+    assert (booking.hold_id, booking.seat_ids) == (bob.hold_id, ("A-1", "A-2"))
+    assert booking.status is BookingStatus.CONFIRMED
+    assert [await world.status(s) for s in ("A-1", "A-2")] == [SeatStatus.BOOKED] * 2
+    with pytest.raises(SeatsUnavailable):
+        await world.inventory.reserve("show", ["A-2"], "mallory", None)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from seat_inventory.adapters.redis import RedisHoldStore, connect_redis
@@ -106,6 +109,38 @@ async def test_data_loss_reloads_the_event_from_the_repository(world: World) -> 
         await world.inventory.reserve("show", ["A-2"], "bob", None)
     with pytest.raises(HoldNotFound):
         await world.inventory.release(hold.hold_id, "alice")
+
+
+async def test_a_caller_giving_up_on_a_shared_reload_leaves_it_to_the_others(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After Redis lost its data two calls wait for one reload of the event (slow:
+    it waits for the booking fence); the one that started it gives up (its
+    deadline): the other still gets its hold, not that caller's cancellation."""
+    await world.redis.flushall()
+    gate = asyncio.Event()
+    snapshot = world.repo.snapshot
+
+    async def slow_snapshot(*args: Any, **kwargs: Any) -> Any:
+        await gate.wait()
+        return await snapshot(*args, **kwargs)
+
+    monkeypatch.setattr(world.repo, "snapshot", slow_snapshot)
+
+    async def impatient() -> None:
+        async with asyncio.timeout(0.05):
+            await world.inventory.reserve("show", ["A-1"], "alice", None)
+
+    first = asyncio.create_task(impatient())
+    await asyncio.sleep(0)  # the first call starts the reload
+    patient = asyncio.create_task(world.inventory.reserve("show", ["A-2"], "bob", None))
+    with pytest.raises(TimeoutError):
+        await first
+    gate.set()
+    async with asyncio.timeout(5):
+        hold = await patient
+    assert hold.seat_ids == ("A-2",)
+    assert dict((await world.inventory.availability("show")).seats)["A-1"] is (SeatStatus.AVAILABLE)
 
 
 async def test_availability_lists_seats_in_map_order_with_counts(world: World) -> None:

@@ -101,10 +101,16 @@ class BookingService:
         except (HoldNotFound, EventNotFound) as exc:
             booking = await self._already_booked(hold_id, holder_id, principal, exc)
         except SeatsUnavailable as exc:
-            # Only after Redis lost data can SQL know a sale Redis did not:
-            # give the hold up and teach Redis those seats are sold.
-            await self._holds.abort_confirm(event_id, hold_id, exc.seat_ids)
-            raise
+            # Only after Redis lost data can SQL know a sale Redis did not.
+            # Give the hold up as repair does: first in SQL, under the fence,
+            # so that no retry of this hold commits after it (one may have
+            # committed meanwhile: then its booking is the answer), then in
+            # Redis, teaching it those seats are sold.
+            settled = await self._events.settle_unconfirmed(event_id, hold_id, self._clock.now_ms())
+            if settled is None or settled.status is not BookingStatus.CONFIRMED:
+                await self._holds.abort_confirm(event_id, hold_id, exc.seat_ids)
+                raise
+            booking = settled
         self._failpoints.hit("after_commit")
         if (booking.holder_id, booking.principal) != (holder_id, principal):
             raise HoldNotOwned(hold_id)
@@ -138,7 +144,7 @@ class BookingService:
             raise InvalidArgument.one("booking_id", "is not a booking id issued by this service")
 
         async def free_in_redis(booking: Booking) -> None:
-            await self._holds.cancel(booking.event_id, booking.seat_ids)
+            await self._holds.cancel(booking.event_id, booking.seat_ids, booking.hold_id)
 
         booking, _ = await self._events.cancel_booking(
             booking_id, self._clock.now_ms(), free_in_redis

@@ -28,7 +28,7 @@ class EventCatalog:
         # Lets the sweeper start on an event at once instead of at its next refresh.
         self.on_loaded = on_loaded
         self._cache: dict[str, Event] = {}
-        self._loading: dict[str, asyncio.Future[None]] = {}
+        self._loading: dict[str, asyncio.Task[None]] = {}
 
     async def get(self, event_id: str) -> Event:
         """The event and its seat map; seat maps never change, so one read is enough."""
@@ -44,22 +44,24 @@ class EventCatalog:
         self._cache[event.event_id] = event
 
     async def load(self, event_id: str) -> None:
-        """Load one event from SQL into the hold store; concurrent callers share one load."""
-        pending = self._loading.get(event_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._loading[event_id] = future
-        try:
-            await self._read_and_load(event_id)
-            future.set_result(None)
-        except BaseException as exc:
-            future.set_exception(exc)
-            raise
-        finally:
+        """Load one event from SQL into the hold store; concurrent callers share one load.
+
+        The load is a task of its own: a caller that gives up (its deadline, a
+        cancelled call) leaves it running for the others, who would otherwise
+        get that caller's cancellation. It ends by itself (the fence it waits
+        for is held only by bounded transactions)."""
+        task = self._loading.get(event_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._read_and_load(event_id))
+            self._loading[event_id] = task
+            task.add_done_callback(lambda done: self._loaded(event_id, done))
+        await asyncio.shield(task)
+
+    def _loaded(self, event_id: str, task: asyncio.Task[None]) -> None:
+        if self._loading.get(event_id) is task:
             del self._loading[event_id]
-            if not future.cancelled() and future.done() and future.exception() is not None:
-                future.exception()  # mark retrieved: the raising caller reports it
+        if not task.cancelled():
+            task.exception()  # retrieved: its waiters report it, if any are left
 
     async def _read_and_load(self, event_id: str) -> None:
         snapshot = await self._events.snapshot(event_id, apply=self._holds.load_event)

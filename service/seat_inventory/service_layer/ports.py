@@ -230,8 +230,10 @@ class HoldStore(Protocol):
         """Drop a claimed hold SQL did not book; seats sold elsewhere go to sold."""
         ...
 
-    async def cancel(self, event_id: str, seat_ids: Sequence[str]) -> None:
-        """A cancelled booking's seats leave sold (idempotent)."""
+    async def cancel(self, event_id: str, seat_ids: Sequence[str], hold_id: str = "") -> None:
+        """A cancelled booking's seats leave sold (idempotent); its hold
+        ``hold_id``, if still confirming (a finalize not done yet), is given up,
+        so a late finalize cannot put the seats back into sold."""
         ...
 
     async def ping(self) -> None:

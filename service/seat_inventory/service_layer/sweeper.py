@@ -85,7 +85,17 @@ class Sweeper:
                 self.expired_total += swept.expired
                 self._telemetry.holds_expired(swept.expired)
                 for hold_id in swept.confirming:
-                    booked = await self._repair(event_id, hold_id)
+                    try:
+                        booked = await self._repair(event_id, hold_id)
+                    except BackendUnavailable as exc:
+                        # The database (or this event's Redis) is down: the hold
+                        # comes back next tick; expiring the other events needs
+                        # only Redis, so go on with them, then report it.
+                        failure = exc
+                        continue
+                    except Exception:
+                        log.exception("repair failed", event_id=event_id, hold_id=hold_id)
+                        continue
                     self.repaired_total += 1
                     log.info("repaired confirming hold", event_id=event_id, booked=booked)
                 if swept.more:
@@ -105,4 +115,8 @@ class Sweeper:
                 if isinstance(exc, BackendUnavailable):
                     self._telemetry.backend_error(exc.metadata.get("backend", "backend"))
                 log.warning("sweep failed", reason=exc.reason, error=exc.message)
+            except Exception:
+                # Never the end of the sweeper: expiries and repairs of every
+                # event depend on it, in this process, for as long as it runs.
+                log.exception("sweep failed")
             await asyncio.sleep(self._interval_s)

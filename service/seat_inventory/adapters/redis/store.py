@@ -298,9 +298,9 @@ class RedisHoldStore:
         except EventNotLoaded:
             return
 
-    async def cancel(self, event_id: str, seat_ids: Sequence[str]) -> None:
+    async def cancel(self, event_id: str, seat_ids: Sequence[str], hold_id: str = "") -> None:
         try:
-            await self._run("cancel", event_id, [], [",".join(seat_ids)])
+            await self._run("cancel", event_id, [], [",".join(seat_ids), hold_id])
         except EventNotLoaded:
             return
 

@@ -12,8 +12,10 @@ from ...domain.errors import BackendUnavailable
 
 # SQLSTATE classes a caller cannot fix by changing the request: 08 connection
 # exception, 28 bad credentials, 3D no such database, 53 insufficient
-# resources (too many connections, disk full), 57P shutdown / starting up.
-UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53", "57P")
+# resources (too many connections, disk full), 57P shutdown / starting up;
+# and the database's own timeouts, when its operator set them: 55P03 a lock
+# not granted within lock_timeout, 57014 a statement cancelled (statement_timeout).
+UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53", "57P", "55P03", "57014")
 _CALLBACK_NOTE = "raised by a callback the SQL adapter ran, not by the database"
 
 T = TypeVar("T")
