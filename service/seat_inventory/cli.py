@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,15 +18,22 @@ __all__ = ["main"]
 ENV = "SEAT_INVENTORY_"
 
 
-def _seconds_ms(text: str) -> int:
+def _number(text: str) -> float:
     value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _seconds_ms(text: str) -> int:
+    value = _number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return int(value * 1000)
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
@@ -39,7 +47,7 @@ def _positive_int(text: str) -> int:
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 (off) or a positive number, got {text}")
     return value
@@ -49,6 +57,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 (off) or a positive whole number, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (0 picks a free one), got {text}")
     return value
 
 
@@ -110,7 +125,7 @@ def _serve_parser(sub: Any) -> None:
     limits = Limits()
     opt = _Options(p)
     opt("--host", str, "127.0.0.1", "address to listen on")
-    opt("--port", int, 50051, "port to listen on (0 picks a free one)")
+    opt("--port", _port, 50051, "port to listen on (0 picks a free one)")
     opt(
         "--redis-url",
         str,
@@ -140,32 +155,37 @@ def _serve_parser(sub: Any) -> None:
         limits.max_hold_lifetime_ms / 1000,
         "seconds a hold may live in all, however often it is extended",
     )
-    opt("--max-seats-per-hold", int, limits.max_seats_per_hold, "seats one Reserve may ask for")
+    opt(
+        "--max-seats-per-hold",
+        _positive_int,
+        limits.max_seats_per_hold,
+        "seats one Reserve may ask for",
+    )
     opt(
         "--max-seats-per-holder",
-        int,
+        _positive_int,
         limits.max_seats_per_holder,
         "seats one holder (of one principal) may hold of one event at once",
     )
     opt(
         "--confirm-window",
-        float,
+        _positive_float,
         30.0,
         "seconds a Confirm cut off half-way stays retryable before repair settles it",
     )
     opt(
         "--sweep-interval",
-        float,
+        _positive_float,
         0.2,
         "seconds between sweeps for expired holds (expiries reach the feed this fast)",
     )
     opt(
         "--feed-maxlen",
-        int,
+        _positive_int,
         100_000,
         "changes kept per event feed (older cursors get a fresh snapshot)",
     )
-    opt("--grace", float, 10.0, "seconds in-flight calls get to finish on SIGTERM")
+    opt("--grace", _non_negative_float, 10.0, "seconds in-flight calls get to finish on SIGTERM")
     opt(
         "--drain-delay",
         _non_negative_float,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -13,13 +14,25 @@ from typing import Any
 __all__ = ["add_client_commands"]
 
 
+# google.protobuf.Duration's range: about 10,000 years.
+_MAX_SECONDS = 315_576_000_000
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds a Duration (and a deadline) can carry."""
+    value = float(text)
+    if not (math.isfinite(value) and 0 < value <= _MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def _target_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
         default=os.environ.get("SEAT_INVENTORY_TARGET", "localhost:50051"),
         help="server address (default localhost:50051, env SEAT_INVENTORY_TARGET)",
     )
-    p.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
+    p.add_argument("--timeout", type=_seconds, default=30.0, help="deadline in seconds")
     p.add_argument(
         "--token",
         default=os.environ.get("SEAT_INVENTORY_TOKEN"),
@@ -228,13 +241,13 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("event_id")
     p.add_argument("seats", nargs="+", metavar="SEAT_ID")
     p.add_argument("--holder", required=True, help="who holds the seats")
-    p.add_argument("--ttl", type=float, help="seconds the hold lives (default: server's)")
+    p.add_argument("--ttl", type=_seconds, help="seconds the hold lives (default: server's)")
     p.add_argument("--request-id", help="idempotency key: retries with it get the same hold")
 
     p = command("extend", "extend a hold", _extend)
     p.add_argument("hold_id")
     p.add_argument("--holder", required=True)
-    p.add_argument("--ttl", type=float, help="new seconds to live, from now")
+    p.add_argument("--ttl", type=_seconds, help="new seconds to live, from now")
 
     p = command("release", "release a hold", _release)
     p.add_argument("hold_id")

@@ -102,6 +102,33 @@ async def test_missing_wrong_and_expired_tokens_are_unauthenticated(
     assert error_info(refused.value).reason == "UNAUTHENTICATED"
 
 
+async def test_a_request_that_does_not_parse_is_still_refused_for_its_credentials(
+    secured: Running, principals: TestPrincipals
+) -> None:
+    """Bytes that are no request, sent without a token or with a client's token to
+    the admin service, get UNAUTHENTICATED / PERMISSION_DENIED like any call; with
+    the right token, INVALID_ARGUMENT."""
+    raw = b"\x0a\x02\xff\xfe"  # event_id with bad UTF-8
+    as_is = lambda b: b  # noqa: E731
+    create = secured.channel.unary_unary(
+        "/seatinventory.v1.InventoryAdmin/CreateEvent", as_is, as_is
+    )
+    cases = {
+        "no token": ((), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"),
+        "client token": (
+            principals.md("shop-a"),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "ROLE_REQUIRED",
+        ),
+        "admin token": (principals.md("ops"), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    }
+    for label, (metadata, code, reason) in cases.items():
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await create(raw, metadata=metadata, timeout=5)
+        assert refused.value.code() == code, label
+        assert error_info(refused.value).reason == reason, label
+
+
 async def test_each_service_needs_its_role(secured: Running, principals: TestPrincipals) -> None:
     """A client token cannot call InventoryAdmin and an admin token cannot call
     SeatInventory (PERMISSION_DENIED ROLE_REQUIRED); a principal with both roles can."""

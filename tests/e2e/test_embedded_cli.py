@@ -108,3 +108,33 @@ def test_unreachable_server_says_so(tmp_path: Path) -> None:
     result = cli(f"127.0.0.1:{free_port()}", "event", "demo", "--timeout", "2")
     assert result.returncode == 1
     assert "is the server running at" in result.stderr
+
+
+def test_a_port_already_taken_stops_serve_with_one_line(embedded: str, tmp_path: Path) -> None:
+    """A second `serve` on the embedded server's port says it cannot listen there
+    and exits 1, without a traceback."""
+    port = embedded.rsplit(":", 1)[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEAT_INVENTORY_")}
+    result = subprocess.run(
+        [*CLI, "serve", "--port", port],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert f"cannot listen on 127.0.0.1:{port}: address in use or not allowed" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("ttl", ["inf", "nan", "1e20", "0", "-3"])
+def test_an_absurd_ttl_is_refused_as_a_bad_flag(embedded: str, ttl: str) -> None:
+    """--ttl that no Duration can carry (or no hold can live) is a usage error
+    (exit 2, which flag and why), not a traceback."""
+    result = cli(embedded, "reserve", "demo", "Stalls-A-9", "--holder", "alice", "--ttl", ttl)
+    assert result.returncode == 2
+    assert "--ttl: must be a positive number of seconds" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -461,3 +461,62 @@ async def test_a_release_whose_reply_was_lost_still_says_it_released(
         finally:
             await store.aclose()
             await client.aclose()
+
+
+async def test_calls_queued_behind_a_batch_redis_does_not_answer_fail_with_it(
+    redis_url: str,
+) -> None:
+    """Redis stops answering while a batch is out: its calls time out, and the calls
+    queued behind it fail at the same moment without being sent (each would wait a
+    whole timeout again); once Redis answers, the next call goes through."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy(port) as proxy:
+        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=0.3)
+        store = RedisHoldStore(client)
+        assert store.batcher is not None
+        try:
+            await client.flushdb()
+            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+            await store.reserve(request(("S9",)))
+            sent = store.batcher.batches
+            proxy.slow(1.0)
+            first = asyncio.create_task(store.reserve(request(("S1",))))
+            await asyncio.sleep(0.05)  # on the wire, no answer coming
+            queued = [asyncio.create_task(store.reserve(request((s,)))) for s in SEATS[1:4]]
+            results = await asyncio.gather(first, *queued, return_exceptions=True)
+            assert all(isinstance(r, BackendUnavailable) for r in results), results
+            # The queued calls failed with the batch's own timeout, not one of their own.
+            assert len({id(r.__cause__) for r in results}) == 1
+            assert store.batcher.batches == sent + 1  # and were never sent
+            proxy.slow(0)
+            await asyncio.sleep(1.2)  # what was on the wire has arrived
+            hold = await store.reserve(request(("S5",)))
+            assert hold.seat_ids == ("S5",)
+        finally:
+            await store.aclose()
+            await client.aclose()
+
+
+async def test_a_read_redis_does_not_answer_is_not_sent_again(redis_url: str) -> None:
+    """A snapshot read (sent alone, not batched) that times out is BACKEND_UNAVAILABLE
+    after that one timeout: no second try on a fresh connection, which would wait
+    as long again. (A connection that failed is still tried once more.)"""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy(port) as proxy:
+        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=0.3)
+        store = RedisHoldStore(client)
+        try:
+            await client.flushdb()
+            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+            await store.live_state(EVENT)
+            connections = proxy.accepted
+            proxy.slow(1.0)
+            with pytest.raises(BackendUnavailable):
+                await store.live_state(EVENT)
+            assert proxy.accepted == connections
+            proxy.slow(0)
+            await asyncio.sleep(1.2)
+            assert (await store.live_state(EVENT)).held == frozenset()
+        finally:
+            await store.aclose()
+            await client.aclose()

@@ -69,6 +69,7 @@ class Target:
     hold_id: str  # a live hold of alice's on A-1, A-2
     booking_id: str  # a booking of A-3
     cursor: str  # a real availability cursor
+    channel: grpc.Channel  # for requests no stub would send
 
 
 async def serve(settings: Settings) -> tuple[Server, int]:
@@ -123,6 +124,7 @@ def target() -> Iterator[Target]:
                     hold.hold_id,
                     booking.booking_id,
                     cursor,
+                    channel,
                 )
         finally:
             loop.run(server.stop(grace_s=1), timeout_s=30)
@@ -402,6 +404,49 @@ def test_fifty_bad_seat_ids_fit_in_an_error(target: Target) -> None:
     assert info.reason == "INVALID_ARGUMENT"
     assert (caught.value.details() or "").endswith(
         "seat_ids: 40 more seat ids have problems (the first 10 are listed)"
+    )
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "/seatinventory.v1.SeatInventory/Reserve",
+        "/seatinventory.v1.SeatInventory/GetAvailability",
+        "/seatinventory.v1.SeatInventory/StreamAvailability",
+        "/seatinventory.v1.InventoryAdmin/CreateEvent",
+    ],
+)
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"\x0a\x02\xff\xfe", "String field had bad UTF-8"),
+        (b"\x0a\x05ab", "Wire format was corrupt"),
+    ],
+    ids=["bad-utf8", "truncated"],
+)
+def test_bytes_that_are_no_request_are_invalid_argument(
+    target: Target, method: str, raw: bytes, problem: str
+) -> None:
+    """Bytes protobuf cannot parse as the request (bad UTF-8 in a string field, a
+    truncated field), as a client of another language or a broken one may send:
+    INVALID_ARGUMENT with one ErrorInfo and a BadRequest on "request", not UNKNOWN
+    with a Python exception in the message."""
+    as_is: Callable[[bytes], bytes] = lambda b: b  # noqa: E731
+
+    def call() -> object:
+        if method.endswith("StreamAvailability"):
+            return list(target.channel.unary_stream(method, as_is, as_is)(raw, timeout=10))
+        return target.channel.unary_unary(method, as_is, as_is)(raw, timeout=10)
+
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    err = caught.value
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    (info,) = infos_of(err)
+    assert info.reason == "INVALID_ARGUMENT"
+    request_type = f"seatinventory.v1.{method.rsplit('/', 1)[1]}Request"
+    assert (
+        err.details() == f"invalid request: request: does not parse as {request_type} ({problem})"
     )
 
 

@@ -93,6 +93,7 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._tripwires: list[_Tripwire] = []
         self.delay_s = 0.0
+        self.accepted = 0  # client connections taken (for tests counting reconnects)
 
     async def start(self) -> TcpProxy:
         await self._listen()
@@ -190,6 +191,7 @@ class TcpProxy:
         task.add_done_callback(self._tasks.discard)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         if self._blackhole:
             self._silent.add(writer)
             return  # never read, never answer: the client's own timeout decides

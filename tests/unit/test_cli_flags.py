@@ -74,6 +74,18 @@ def test_environment_sets_the_default_and_a_flag_wins(monkeypatch: pytest.Monkey
         (["--stream-queue-size", "0"], {}, "must be a positive whole number"),
         (["--default-ttl", "-1"], {}, "must be a positive number of seconds"),
         ([], {"SEAT_INVENTORY_PORT": "eighty"}, "SEAT_INVENTORY_PORT='eighty'"),
+        # Once taken as is: port 99999 listened on 34463, a negative feed length
+        # failed every Reserve, infinity escaped as OverflowError.
+        (["--port", "99999"], {}, "must be a port number"),
+        (["--port", "-1"], {}, "must be a port number"),
+        (["--feed-maxlen", "-1"], {}, "must be a positive whole number"),
+        (["--sweep-interval", "0"], {}, "must be a positive number"),
+        (["--confirm-window", "-5"], {}, "must be a positive number"),
+        (["--grace", "-1"], {}, "must be 0 (off) or a positive number"),
+        (["--max-seats-per-hold", "0"], {}, "must be a positive whole number"),
+        (["--default-ttl", "inf"], {}, "must be a finite number"),
+        (["--stream-tick", "nan"], {}, "must be a finite number"),
+        (["--drain-delay", "inf"], {}, "must be a finite number"),
     ],
 )
 def test_bad_values_are_refused_with_a_message(

@@ -41,6 +41,19 @@ def test_bad_scenarios_are_explained() -> None:
     assert any("--p-confirm" in p for p in problems)
 
 
+def test_numbers_no_run_can_use_are_explained() -> None:
+    """Infinite or NaN numbers, a ttl or deadline of 0, no Reserve attempts: each is a
+    problem reported before the run (they once ended it with a traceback)."""
+    problems = Scenario(
+        arrival_rate=float("nan"), hold_ttl_s=float("inf"), timeout_s=0, reserve_attempts=0
+    ).problems()
+    assert "--arrival-rate must be a finite number, got nan" in problems
+    assert "--hold-ttl must be a finite number, got inf" in problems
+    assert "--hold-ttl and --timeout must be positive seconds, at most a day" in problems
+    assert "--reserve-attempts must be at least 1 and --subscribers at least 0" in problems
+    assert Scenario().problems() == []
+
+
 def test_summary_and_html_report() -> None:
     """Samples add up per RPC with outcomes counted, and the HTML holds the plots."""
     stats = Stats(

@@ -393,3 +393,44 @@ async def test_a_cursor_still_on_the_feed_resumes_without_a_snapshot() -> None:
         feed.add()
     watch, _ = watch_on(feed)
     assert await frames_of(watch, "e1.2-0", 1) == ["3-0,4-0"]
+
+
+class SlowSnapshotAt(SnapshotAt):
+    """Reads the state when asked, answers when ``gate`` opens (a big event, a busy loop)."""
+
+    def __init__(self, feed: MemoryFeed) -> None:
+        super().__init__(feed)
+        self.gate = asyncio.Event()
+
+    async def live_view(self, event_id: str) -> tuple[Event, LiveState]:
+        state = await super().live_view(event_id)
+        await self.gate.wait()
+        return state
+
+
+async def test_a_stream_opened_during_another_streams_snapshot_gets_a_newer_one() -> None:
+    """Stream A's snapshot read has run and its answer is on its way; a change is
+    published; then stream B opens. B must not get A's older snapshot: the change
+    came before B subscribed, so nothing would ever bring it to B on a quiet event."""
+    feed = MemoryFeed()
+    encoder = TextEncoder()
+    hub = hub_on(feed, encoder)
+    inventory = SlowSnapshotAt(feed)
+    watch = AvailabilityWatch(inventory, inventory, feed, hub, encoder)  # type: ignore[arg-type]
+    a = watch.stream("ev-1", "")
+    first_of_a = asyncio.create_task(anext(a))
+    await asyncio.sleep(0.01)  # A subscribed; its snapshot read (at 0-0) waits at the gate
+    feed.add()  # 1-0, published to A's subscription
+    await asyncio.sleep(0.05)
+    b = watch.stream("ev-1", "")
+    first_of_b = asyncio.create_task(anext(b))
+    await asyncio.sleep(0.01)
+    inventory.gate.set()
+    try:
+        async with asyncio.timeout(2):
+            assert (await first_of_a).decode() == "snapshot@e1.0-0"
+            assert (await anext(a)).decode() == "1-0"
+            assert (await first_of_b).decode() == "snapshot@e1.1-0"
+    finally:
+        await a.aclose()
+        await b.aclose()

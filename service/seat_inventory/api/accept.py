@@ -36,6 +36,8 @@ from typing import Any
 import grpc
 import structlog
 
+from .decoding import tolerant
+
 log = structlog.get_logger(__name__)
 
 __all__ = ["Acceptors", "Registrar"]
@@ -169,15 +171,22 @@ class Acceptors:
 
 class Registrar:
     """Stands in for a server to ``add_*_to_server`` functions: passes the
-    registrations on, noting the registered methods for ``acceptors``."""
+    registrations on, noting the registered methods for ``acceptors``. The
+    methods of ``ours`` get requests that do not parse as ``Undecodable``
+    (api/decoding.py); a registered method is always found before a generic one."""
 
-    def __init__(self, server: grpc.aio.Server, acceptors: Acceptors) -> None:
+    def __init__(
+        self, server: grpc.aio.Server, acceptors: Acceptors, ours: Sequence[str] = ()
+    ) -> None:
         self._server = server
         self._acceptors = acceptors
+        self._ours = frozenset(ours)
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
         self._server.add_generic_rpc_handlers(handlers)
 
     def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        if service in self._ours:
+            handlers = tolerant(handlers)
         self._server.add_registered_method_handlers(service, handlers)
         self._acceptors.add(service, handlers)

@@ -22,6 +22,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from ..domain.errors import BackendUnavailable, InvalidArgument, InventoryError
 from .calls import REQUEST_ID_KEY, Guarded, request_id_of
+from .decoding import refuse_undecodable
 from .principal import current_principal
 from .wire import field, varint
 
@@ -170,6 +171,7 @@ def unary(
             code, failure = "OK", None
             try:
                 guard.admit(principal)
+                refuse_undecodable(request)
                 async with asyncio.timeout(backend_budget(context, ceiling_s)):
                     response = await handler(self, request, context)
                 context.set_trailing_metadata(echo)
@@ -231,6 +233,7 @@ def server_stream(
         code, failure, opened = "OK", None, False
         try:
             guard.admit(principal)
+            refuse_undecodable(request)
             guard.open_stream(principal)
             opened = True
             await context.send_initial_metadata(echo)

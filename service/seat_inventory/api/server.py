@@ -250,7 +250,7 @@ class Server:
         self.acceptors = Acceptors(self._server, settings.accepts_per_method, self._interceptors)
         # Whether seatinventory.client.wakeups took over grpc.aio's reader (set by start).
         self.drains_wakeups = False
-        registrar = cast(Any, Registrar(self._server, self.acceptors))
+        registrar = cast(Any, Registrar(self._server, self.acceptors, SERVICE_NAMES))
         _add_inventory(inventory, registrar)
         admin_grpc.add_InventoryAdminServicer_to_server(admin, registrar)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
@@ -265,12 +265,18 @@ class Server:
         settings = self.app.settings
         credentials = server_credentials(settings)
         address = f"{settings.host}:{settings.port}"
-        if credentials is None:
-            self.port = self._server.add_insecure_port(address)
-        else:
-            self.port = self._server.add_secure_port(address, credentials)
+        try:
+            if credentials is None:
+                self.port = self._server.add_insecure_port(address)
+            else:
+                self.port = self._server.add_secure_port(address, credentials)
+        except RuntimeError:  # this grpcio raises where older ones answered 0
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {settings.address}: address in use or not allowed")
+            raise OSError(
+                f"cannot listen on {settings.address}: address in use or not allowed"
+                + ("" if credentials is None else ", or the TLS certificate and key do not match")
+            )
         if settings.metrics_port is not None:  # 0: a free port (a worker's)
             self.metrics_endpoint = serve_metrics(
                 self.app, settings.metrics_host, settings.metrics_port

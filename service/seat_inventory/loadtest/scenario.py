@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -40,6 +41,16 @@ class Scenario:
 
     def problems(self) -> list[str]:
         out = []
+        for name in ("arrival_rate", "hot_share", "p_confirm", "p_release", "think_min_s",
+                     "think_max_s", "hold_ttl_s", "timeout_s"):  # fmt: skip
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                flag = "--" + name.removesuffix("_s").replace("_", "-")
+                out.append(f"{flag} must be a finite number, got {value}")
+        if not (0 < self.hold_ttl_s <= 86_400 and 0 < self.timeout_s <= 86_400):
+            out.append("--hold-ttl and --timeout must be positive seconds, at most a day")
+        if self.reserve_attempts < 1 or self.subscribers < 0:
+            out.append("--reserve-attempts must be at least 1 and --subscribers at least 0")
         if self.seats < 1 or self.users < 1 or self.processes < 1:
             out.append("--seats, --users and --processes must be at least 1")
         if self.arrival_rate <= 0:

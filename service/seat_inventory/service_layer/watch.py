@@ -9,7 +9,6 @@ when the feed no longer holds the position, a fresh snapshot replaces it.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncGenerator
 
@@ -18,6 +17,7 @@ from .catalog import EventCatalog
 from .fanout import FeedHub
 from .inventory import InventoryService
 from .ports import FeedSource, UpdateEncoder
+from .shared_reads import SharedReads
 from .subscription import FeedBatch, ServerDraining, Signal, coalesce
 
 __all__ = ["AvailabilityWatch", "entry_order"]
@@ -53,7 +53,9 @@ class AvailabilityWatch:
     ) -> None:
         self._inventory, self._catalog, self._feed = inventory, catalog, feed
         self._hub, self._encoder = hub, encoder
-        self._snapshots: dict[str, asyncio.Future[tuple[bytes, str]]] = {}
+        # Streams asking together share one snapshot read and its encoding, but
+        # a stream never gets one begun before it asked (see SharedReads).
+        self._snapshots: SharedReads[str, tuple[bytes, str]] = SharedReads(self._take_snapshot)
 
     async def stream(self, event_id: str, resume_cursor: str = "") -> AsyncGenerator[bytes, None]:
         """Encoded AvailabilityUpdate messages, until the caller stops or the server drains."""
@@ -119,23 +121,15 @@ class AvailabilityWatch:
                 return
 
     async def _snapshot(self, event_id: str) -> tuple[bytes, _Position]:
-        """One snapshot read serves every stream that asks while it is in flight:
-        a stream may start from an older position, because it catches up anyway."""
-        pending = self._snapshots.get(event_id)
-        if pending is None:
-            pending = asyncio.ensure_future(self._take_snapshot(event_id))
-            self._snapshots[event_id] = pending
-            pending.add_done_callback(lambda done: self._forget(event_id, done))
-        frame, cursor = await asyncio.shield(pending)
+        """A snapshot read after this call began: so it holds every change
+        published before the stream subscribed, which the subscription will not
+        deliver (a read already in flight could predate them, and on a quiet
+        event nothing later would make the stream catch up)."""
+        frame, cursor = await self._snapshots.get(event_id)
         at = _Position.parse(cursor)
         if at is None:
             raise RuntimeError(f"live state returned a malformed cursor {cursor!r}")
         return frame, at
-
-    def _forget(self, event_id: str, done: asyncio.Future[tuple[bytes, str]]) -> None:
-        self._snapshots.pop(event_id, None)
-        if not done.cancelled():
-            done.exception()  # retrieved: every waiter has seen it or has gone
 
     async def _take_snapshot(self, event_id: str) -> tuple[bytes, str]:
         event, live = await self._inventory.live_view(event_id)

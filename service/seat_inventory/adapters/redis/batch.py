@@ -29,6 +29,8 @@ each, bench/PROFILE.md). Hence the default.
   batch whose replies were not read yet, with the connection's error; the
   connection was closed by redis-py, so it never goes back to the pool with a
   reply unread.
+- A batch whose replies do not come in time fails its calls and those queued
+  behind it (never sent), so a stalled Redis costs each caller one timeout.
 - A caller that gives up (its deadline, a cancelled RPC) only drops its
   future: a call still queued is not sent, one already sent has its reply
   read and thrown away. The other calls of the batch are unaffected.
@@ -212,6 +214,12 @@ class ScriptBatcher:
                     # the pool; the next batch takes a fresh one.
                     _fail(batch, exc)
                     await self._drop(lane)
+                    if isinstance(exc, RedisTimeoutError):
+                        # Redis did not answer in time (stopped, swamped): the
+                        # calls queued meanwhile, never sent, would each wait as
+                        # long again. They fail now; their callers may retry.
+                        while self._pending:
+                            _fail(self._take(), exc)
                 batch = self._take()
         except BaseException as exc:
             _fail(batch, exc)

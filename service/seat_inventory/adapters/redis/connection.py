@@ -183,6 +183,13 @@ def _raised_in_redis_py(exc: BaseException) -> bool:
     return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("redis.")
 
 
+# One more try on a fresh connection when one fails (a pooled connection the
+# server or a proxy closed), not after a timeout: a Redis that does not answer
+# in time answers BACKEND_UNAVAILABLE after one timeout, not two.
+def _one_retry() -> Retry:
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+
+
 def _connect_cluster(parts: SplitResult, *, timeout_s: float, max_connections: int) -> Any:
     first, nodes = _startup_nodes(parts)
     return _QueueingCluster.from_url(
@@ -191,7 +198,7 @@ def _connect_cluster(parts: SplitResult, *, timeout_s: float, max_connections: i
         decode_responses=True,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 1),
+        retry=_one_retry(),
         health_check_interval=30,
         max_connections=max_connections,
         queue_timeout_s=timeout_s,
@@ -202,8 +209,9 @@ def connect_redis(url: str | None, *, timeout_s: float = 2.0, max_connections: i
     """A redis.asyncio client for ``url``; None means in-process fakeredis.
 
     Nothing connects here: the first command does. Timeouts are short and a
-    failed command is retried once at most (a stale pooled connection), so an
-    unreachable Redis turns into BACKEND_UNAVAILABLE well inside a deadline.
+    command whose connection failed is retried once at most (a stale pooled
+    connection; never after a timeout), so an unreachable or stalled Redis
+    turns into BACKEND_UNAVAILABLE well inside a deadline.
     """
     if url is None:
         import fakeredis  # the embedded default only
@@ -219,7 +227,7 @@ def connect_redis(url: str | None, *, timeout_s: float = 2.0, max_connections: i
         decode_responses=True,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 1),
+        retry=_one_retry(),
         health_check_interval=30,
         max_connections=max_connections,
         timeout=timeout_s,
