@@ -130,6 +130,25 @@ async def test_lapsed_hold_frees_its_seats_at_once(store: RedisHoldStore, clock:
         await store.extend(EVENT, hold.hold_id, "alice", 5_000)
 
 
+async def test_a_hold_whose_seat_another_took_cannot_be_claimed_or_extended(
+    store: RedisHoldStore, raw_redis: aioredis.Redis
+) -> None:
+    """A seat key can lapse a moment before its hold does (Redis times the key from
+    the script's start, the hold from TIME): if another Reserve took the seat in
+    that moment, Confirm's claim and ExtendHold of the first hold are HOLD_NOT_FOUND
+    and leave the other hold's seat alone, instead of writing it back as theirs."""
+    hold = await store.reserve(request(("A1", "A2")))
+    taker = await store.reserve(request(("A3",), holder="bob"))
+    # The moment, made by hand: A1's key gone, then taken by bob's hold.
+    taken = f"{taker.hold_id}|{taker.expires_at_ms}"
+    await raw_redis.set("{e:ev1}:seat:A1", taken, px=5_000)
+    with pytest.raises(HoldNotFound):
+        await store.claim(EVENT, hold.hold_id, "alice")
+    with pytest.raises(HoldNotFound):
+        await store.extend(EVENT, hold.hold_id, "alice", 5_000)
+    assert await raw_redis.get("{e:ev1}:seat:A1") == taken
+
+
 async def test_release_frees_seats_once(store: RedisHoldStore, raw_redis: aioredis.Redis) -> None:
     """Release answers True, a second Release False, and the seats are free again."""
     hold = await store.reserve(request(("A1", "A2")))

@@ -59,6 +59,19 @@ local function seat_live(value)
   return exp == 0 or exp > NOW
 end
 
+-- Whether no other hold has taken one of a hold's seats. A hold's seat keys
+-- expire with it, but Redis may time a key's expiry from the script's start
+-- while NOW comes from TIME a moment later: in that sliver another Reserve
+-- may take a seat of a hold that still looks live. Claim and extend check
+-- this before they write its seat keys again.
+local function seats_still_mine(hold, seats)
+  for _, seat in ipairs(seats) do
+    local value = redis.call('GET', seat_key(seat))
+    if value and parse_seat(value) ~= hold then return false end
+  end
+  return true
+end
+
 -- The Redis process serving this script ('' where INFO is unavailable, as in
 -- fakeredis). Every process has its own run_id: a restart (from an on-disk
 -- snapshot too) or a failover to a replica changes it.

@@ -9,9 +9,10 @@ local h, err = owned_live_hold(hold, ARGV[5], ARGV[7])
 if not h then return err end
 if h.state == 'released' then return {'NOT_FOUND'} end
 if h.state == 'held' then
+  local seats = split(h.seats)
+  if not seats_still_mine(hold, seats) then return {'NOT_FOUND'} end
   local deadline = math.max(h.exp, NOW + tonumber(ARGV[6]))
   local value = hold .. '|0'
-  local seats = split(h.seats)
   for _, seat in ipairs(seats) do
     redis.call('SET', seat_key(seat), value)  -- no PX: pinned until finalize or repair
   end

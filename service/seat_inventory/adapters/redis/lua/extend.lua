@@ -6,9 +6,10 @@ if not h then return err end
 if h.state == 'released' then return {'NOT_FOUND'} end
 if h.state == 'confirming' then return {'CONFIRMING'} end
 
+local seats = split(h.seats)
+if not seats_still_mine(hold, seats) then return {'NOT_FOUND'} end
 local exp = math.min(NOW + tonumber(ARGV[6]), h.cap)
 local value = hold .. '|' .. exp
-local seats = split(h.seats)
 for _, seat in ipairs(seats) do
   redis.call('SET', seat_key(seat), value, 'PX', exp - NOW)
 end
