@@ -205,7 +205,8 @@ async def test_booking_cancelled_before_repair_frees_the_seats(
     spawn_server: SpawnServer, ledger: Ledger
 ) -> None:
     """A booking committed by a Confirm that then crashed is cancelled before the
-    sweeper gets to its hold: repair frees the seats instead of marking them sold."""
+    sweeper gets to its hold: the cancel gives the confirming hold up, so neither
+    repair nor a late finalize marks the seats sold; they are free."""
     server = spawn_server()
     # A 3 s hold leaves time to cancel after the restart (about 1 s), before repair.
     event_id, hold_id = await crash_confirm(server, "after_commit", ttl_s=3)
@@ -214,9 +215,10 @@ async def test_booking_cancelled_before_repair_frees_the_seats(
 
     await server.start()
     async with connect(server.target) as client:
+        assert await ledger.hold_state(event_id, hold_id) == "confirming", "repair came first"
         cancelled = await client.cancel(row["booking_id"])
         assert cancelled.status == types_pb2.BOOKING_STATUS_CANCELLED
-        assert await ledger.hold_state(event_id, hold_id) == "confirming", "repair came first"
+        assert await ledger.hold_state(event_id, hold_id) is None  # given up by the cancel
         assert await client.confirm(hold_id) == cancelled  # a late retry changes nothing
         await settle(client, ledger, event_id, hold_id)
         assert await ledger.booked_seats(event_id) == {}
