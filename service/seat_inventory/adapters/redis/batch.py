@@ -213,13 +213,13 @@ class ScriptBatcher:
                     # No connection, or it failed (redis-py closed it): back to
                     # the pool; the next batch takes a fresh one.
                     _fail(batch, exc)
-                    await self._drop(lane)
                     if isinstance(exc, RedisTimeoutError):
                         # Redis did not answer in time (stopped, swamped): the
                         # calls queued meanwhile, never sent, would each wait as
                         # long again. They fail now; their callers may retry.
                         while self._pending:
                             _fail(self._take(), exc)
+                    await self._drop(lane)
                 batch = self._take()
         except BaseException as exc:
             _fail(batch, exc)
