@@ -10,7 +10,7 @@ from seat_inventory.loadtest.report import as_dict, expiries_text, html_report
 from seat_inventory.loadtest.runner import ShareResult
 from seat_inventory.loadtest.scenario import Scenario
 from seat_inventory.loadtest.stats import Stats, percentile
-from seat_inventory.loadtest.verify import Verification
+from seat_inventory.loadtest.verify import Verification, active_overlaps
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -22,6 +22,29 @@ def test_percentile_is_nearest_rank() -> None:
         100.0,
     )
     assert percentile([], 50) == 0.0
+
+
+def test_p999_of_a_thousand_calls_is_the_999th_not_the_maximum() -> None:
+    """Nearest rank in exact arithmetic: 99.9 % of 1,000 is rank 999 (floating point
+    made it 999.0000000000001, rounded up to the maximum)."""
+    values = [float(v) for v in range(1, 1001)]
+    assert percentile(values, 99.9) == 999.0
+    assert percentile(values, 99) == 990.0
+
+
+def test_seats_are_double_booked_only_by_bookings_active_at_once() -> None:
+    """A booking cancelled before its seat is sold again is no double booking; two
+    bookings of a seat overlapping in time are, each seat counted once."""
+    forever = 2**63
+    periods = [
+        ("bk1", ("A-1", "A-2"), 100, 200),  # cancelled at 200
+        ("bk2", ("A-1",), 200, forever),  # sold again the same millisecond: fine
+        ("bk3", ("A-2",), 150, forever),  # while bk1 was still active: double
+        ("bk4", ("A-3",), 10, forever),
+        ("bk5", ("A-3",), 20, forever),  # both active: double
+        ("bk6", ("A-3",), 30, forever),
+    ]
+    assert active_overlaps(periods) == {"A-2": ["bk1", "bk3"], "A-3": ["bk4", "bk5", "bk6"]}
 
 
 def test_shares_split_users_and_rate_exactly() -> None:

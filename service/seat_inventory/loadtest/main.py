@@ -16,12 +16,13 @@ import grpc
 from seatinventory.v1 import inventory_admin_pb2 as admin_pb
 from seatinventory.v1 import inventory_admin_pb2_grpc as admin_grpc
 from seatinventory.v1 import types_pb2
+from sqlalchemy.exc import SQLAlchemyError
 
 from .report import as_dict, html_report, print_report
 from .runner import ShareResult, error_outcome, open_channel, run_share
 from .scenario import Scenario
 from .stats import Stats
-from .verify import verify
+from .verify import Verification, verify
 
 __all__ = ["run_loadtest"]
 
@@ -48,8 +49,10 @@ def _child(scenario: Scenario, slot: int, progress: SynchronizedArray[int], out:
     out.put(asyncio.run(run_share(scenario, report)))
 
 
-def _drive(scenario: Scenario) -> ShareResult:
-    """Run the users with a live progress bar; several processes when asked."""
+def _drive(scenario: Scenario) -> tuple[ShareResult, list[str]]:
+    """Run the users with a live progress bar (on stderr); several processes when
+    asked. Returns what the processes reported and what went wrong with them."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     n = scenario.processes
@@ -68,7 +71,9 @@ def _drive(scenario: Scenario) -> ShareResult:
         TimeElapsedColumn(),
     )
     started = time.perf_counter()
-    with Progress(*columns, transient=False, console=None) as bar:
+    failures: list[str] = []
+    # stderr: stdout may be the JSON (--json -).
+    with Progress(*columns, transient=False, console=Console(stderr=True)) as bar:
         task = bar.add_task("flash sale", total=scenario.users, rps=0.0, errors=0)
         for proc in procs:
             proc.start()
@@ -83,6 +88,7 @@ def _drive(scenario: Scenario) -> ShareResult:
                 pending -= 1
                 merged.samples.extend(part.samples)
                 merged.confirmed.update(part.confirmed)
+                merged.wrong_answers.extend(part.wrong_answers)
                 merged.abandoned_holds += part.abandoned_holds
                 merged.abandoned_seats += part.abandoned_seats
                 merged.expired_seen.extend(part.expired_seen)
@@ -93,10 +99,16 @@ def _drive(scenario: Scenario) -> ShareResult:
             rps = calls / max(time.perf_counter() - started, 1e-9)
             bar.update(task, completed=users, rps=rps, errors=errors)
             if pending and not any(p.is_alive() for p in procs) and results.empty():
-                raise RuntimeError("a load process died; see its output above")
+                dead = [f"{i + 1} (exit code {p.exitcode})" for i, p in enumerate(procs)
+                        if p.exitcode not in (0, None)]  # fmt: skip
+                failures.append(
+                    f"load process {', '.join(dead) or '?'} died before reporting: its calls "
+                    "and confirmations are missing from the results and the verification"
+                )
+                break
     for proc in procs:
-        proc.join()
-    return merged
+        proc.join(timeout=10)
+    return merged, failures
 
 
 def run_loadtest(scenario: Scenario, *, json_path: str | None, html_path: str | None) -> int:
@@ -111,9 +123,22 @@ def run_loadtest(scenario: Scenario, *, json_path: str | None, html_path: str | 
         print(f"error: cannot create the event at {scenario.target}: {error_outcome(err)}: "
               f"{err.details()}", file=sys.stderr)  # fmt: skip
         return 1
-    result = _drive(scenario)
+    result, failures = _drive(scenario)
     stats = Stats(result.samples, result.duration_s)
-    verification = asyncio.run(verify(scenario, result.confirmed))
+    try:
+        verification = asyncio.run(verify(scenario, result.confirmed, result.wrong_answers))
+    except grpc.aio.AioRpcError as err:
+        failures.append(
+            f"verification failed: cannot read the bookings back from {scenario.target}: "
+            f"{error_outcome(err)}: {err.details()}"
+        )
+        verification = Verification(confirmations=len(result.confirmed))
+    except (OSError, SQLAlchemyError) as exc:
+        failures.append(f"verification failed: cannot read the database: {_first_line(exc)}")
+        verification = Verification(confirmations=len(result.confirmed))
+    for failure in failures:
+        verification.problems.append(failure)
+        verification.incomplete = True
     data = as_dict(scenario, stats, verification, result)
     if json_path == "-":
         print(json.dumps(data, indent=2))
@@ -124,4 +149,11 @@ def run_loadtest(scenario: Scenario, *, json_path: str | None, html_path: str | 
     if html_path:
         Path(html_path).write_text(html_report(data))
         print(f"HTML report: {html_path}", file=sys.stderr)
-    return 0 if verification.ok else 1
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 0 if verification.ok and not failures else 1
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    return f"{type(cause).__name__}: {next(iter(str(cause).splitlines()), '')}"

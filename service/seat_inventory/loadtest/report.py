@@ -15,7 +15,7 @@ from .verify import Verification
 if TYPE_CHECKING:
     from .runner import ShareResult
 
-__all__ = ["as_dict", "expiries_text", "html_report", "print_report"]
+__all__ = ["as_dict", "expiries_text", "html_report", "print_report", "verification_text"]
 
 _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
@@ -54,6 +54,21 @@ def expiries_text(expiries: dict[str, Any]) -> str:
     return f"{lapsed}; the {len(seen)} subscribers saw {min(seen)} to {max(seen)} seats expire"
 
 
+def verification_text(v: dict[str, Any]) -> str:
+    cancelled = f" ({v['cancelled']} cancelled since)" if v["cancelled"] else ""
+    text = (
+        f"{v['confirmations']} confirmations{cancelled}, double bookings "
+        f"{v['double_bookings']}, lost confirmations {v['lost_confirmations']}"
+    )
+    if v["wrong_answers"]:
+        text += f", wrong answers {v['wrong_answers']}"
+    if v["nothing_to_check"]:
+        text += "; nothing was confirmed, so nothing was verified"
+    if v["incomplete"]:
+        text += "; incomplete (see the errors)"
+    return text
+
+
 def print_report(data: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -80,10 +95,7 @@ def print_report(data: dict[str, Any]) -> None:
     console.print(f"seats sold: {data['seats_sold']} (API; {sql})")
     console.print(f"expiries: {escape(expiries_text(data['expiries']))}")
     verdict = "[green]OK[/green]" if v["ok"] else "[red]FAILED[/red]"
-    console.print(
-        f"verification {verdict}: {v['confirmations']} confirmations, "
-        f"double bookings {v['double_bookings']}, lost confirmations {v['lost_confirmations']}"
-    )
+    console.print(f"verification {verdict}: {escape(verification_text(v))}")
     for problem in v["problems"][:20]:
         console.print(f"  [red]{escape(problem)}[/red]")
 
@@ -137,14 +149,15 @@ def html_report(data: dict[str, Any]) -> str:
         for r in data["rpcs"]
     )
     verdict = "OK" if v["ok"] else "FAILED"
+    problems = "".join(f"<li>{html.escape(p)}</li>" for p in v["problems"][:20])
+    problems = f"<ul>{problems}</ul>" if problems else ""
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>seat-inventory loadtest</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;text-align:right}}
 td:first-child,td:last-child{{text-align:left}}</style></head><body>
 <h1>seat-inventory loadtest — {data["duration_s"]:.1f} s</h1>
-<p>Verification <b>{verdict}</b>: {v["confirmations"]} confirmations,
-double bookings <b>{v["double_bookings"]}</b>, lost confirmations
-<b>{v["lost_confirmations"]}</b>; seats sold {data["seats_sold"]}.</p>
+<p>Verification <b>{verdict}</b>: {html.escape(verification_text(v))};
+seats sold {data["seats_sold"]}.</p>{problems}
 <p>Expiries: {html.escape(expiries_text(data["expiries"]))}.</p>
 <table><tr><th>RPC</th><th>count</th><th>RPS</th><th>p50 ms</th><th>p95 ms</th>
 <th>p99 ms</th><th>p99.9 ms</th><th>outcomes</th></tr>{rows}</table>

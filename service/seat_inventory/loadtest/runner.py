@@ -21,15 +21,37 @@ from seatinventory.v1 import types_pb2
 from .scenario import Scenario
 from .stats import Sample
 
-__all__ = ["Progress", "ShareResult", "error_outcome", "open_channel", "run_share"]
+__all__ = [
+    "Confirmation",
+    "Progress",
+    "ShareResult",
+    "error_outcome",
+    "open_channel",
+    "run_share",
+]
 
 Progress = Callable[[int, int, int], None]  # users done, calls, errors
+_LOST_RACE = "FAILED_PRECONDITION SEATS_UNAVAILABLE"
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A Confirm the server answered OK: the booking it named, for which hold."""
+
+    booking_id: str
+    seat_ids: tuple[str, ...]
+    holder_id: str
+    confirmed_at_ms: int
 
 
 @dataclass
 class ShareResult:
     samples: list[Sample] = field(default_factory=list)
-    confirmed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # booking -> seats
+    # Keyed by the harness's own hold id, not the server's booking id: a server
+    # that hands one booking id to two holds must not hide a double sale.
+    confirmed: dict[str, Confirmation] = field(default_factory=dict)
+    # Answers that contradict the request (a booking of another hold or other seats).
+    wrong_answers: list[str] = field(default_factory=list)
     # Holds the users let lapse, and their seats.
     abandoned_holds: int = 0
     abandoned_seats: int = 0
@@ -76,6 +98,11 @@ class _Share:
         self.ttl.FromMilliseconds(int(scenario.hold_ttl_s * 1000))
 
     async def call(self, rpc: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+        reply, _ = await self.call_for_outcome(rpc, fn)
+        return reply
+
+    async def call_for_outcome(self, rpc: str, fn: Callable[[], Awaitable[Any]]) -> tuple[Any, str]:
+        """The reply (None on an error) and the outcome, "OK" or "CODE REASON"."""
         start = time.perf_counter()
         try:
             reply = await fn()
@@ -85,7 +112,20 @@ class _Share:
             self.errors += 1
         self.calls += 1
         self.result.samples.append((rpc, start - self.t0, time.perf_counter() - start, outcome))
-        return reply
+        return reply, outcome
+
+    def record_confirmation(self, hold: types_pb2.Hold, holder: str, booking: Any) -> None:
+        if booking.hold_id != hold.hold_id or set(booking.seat_ids) != set(hold.seat_ids):
+            self.result.wrong_answers.append(
+                f"Confirm of hold {hold.hold_id} ({','.join(hold.seat_ids)}) answered booking "
+                f"{booking.booking_id} of hold {booking.hold_id} ({','.join(booking.seat_ids)})"
+            )
+        self.result.confirmed[hold.hold_id] = Confirmation(
+            booking.booking_id,
+            tuple(booking.seat_ids),
+            holder,
+            booking.confirmed_at.ToMilliseconds(),
+        )
 
     def pick_seats(self) -> list[str]:
         s = self.s
@@ -103,7 +143,7 @@ class _Share:
             request = pb.ReserveRequest(
                 event_id=s.event_id, seat_ids=self.pick_seats(), holder_id=holder, ttl=self.ttl
             )
-            reply = await self.call(
+            reply, outcome = await self.call_for_outcome(
                 "Reserve",
                 functools.partial(
                     stub.Reserve, request, timeout=s.timeout_s, metadata=self.metadata
@@ -112,6 +152,8 @@ class _Share:
             if reply is not None:
                 hold = reply.hold
                 break
+            if outcome != _LOST_RACE:
+                break  # only losing seats to others is worth another try with other seats
         if hold is not None:
             await asyncio.sleep(self.rng.uniform(s.think_min_s, s.think_max_s))
             roll = self.rng.random()
@@ -122,7 +164,7 @@ class _Share:
                     lambda: stub.Confirm(req, timeout=s.timeout_s, metadata=self.metadata),
                 )
                 if reply is not None:
-                    self.result.confirmed[reply.booking.booking_id] = tuple(reply.booking.seat_ids)
+                    self.record_confirmation(hold, holder, reply.booking)
             elif roll < s.p_confirm + s.p_release:
                 rel = pb.ReleaseRequest(hold_id=hold.hold_id, holder_id=holder)
                 await self.call(

@@ -6,6 +6,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 __all__ = ["RpcSummary", "Sample", "Stats", "percentile"]
 
@@ -18,7 +19,8 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values (0 for none)."""
     if not sorted_values:
         return 0.0
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    # Exact: 99.9 / 100 * 1000 is 999.0000000000001 in floating point.
+    rank = max(1, math.ceil(Fraction(str(q)) * len(sorted_values) / 100))
     return sorted_values[rank - 1]
 
 
