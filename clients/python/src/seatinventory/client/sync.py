@@ -114,7 +114,11 @@ class SeatInventoryClient:
         return self._unary("Confirm", self._inventory.Confirm, request, timeout).booking
 
     def release(self, hold_id: str, holder_id: str, *, timeout: float | None = None) -> bool:
-        """True if this call released the hold, False if it was already gone."""
+        """True if this call released the hold, False if it was already released.
+
+        A retry after an answer lost on the way (UNAVAILABLE) finds the hold
+        released by the first attempt and answers False: either way the hold
+        is released once this returns."""
         request = req.release(hold_id, holder_id)
         return self._unary("Release", self._inventory.Release, request, timeout).released
 
