@@ -60,6 +60,17 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _shown_url(url: str) -> str:
+    """A database URL fit for a log line: its password masked."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a database URL that does not parse)"
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -397,10 +408,11 @@ async def _run_server(
     if warning := plaintext_tokens_warning(settings):
         log.warning(warning)
     if settings.embedded:
+        parts = "in-process fakeredis" + ("" if settings.database_url else " + SQLite")
         log.warning(
-            "embedded mode: SQLite + in-process fakeredis; for one process on one machine "
+            f"embedded mode: {parts}; for one process on one machine "
             "(use --redis-url and --database-url for anything else)",
-            database=settings.effective_database_url,
+            database=_shown_url(settings.effective_database_url),
         )
     try:
         app = await build(settings)

@@ -540,3 +540,24 @@ async def test_a_fence_not_granted_within_the_operators_lock_timeout_is_unavaila
     finally:
         await inspector.execute(f'ALTER DATABASE "{database}" RESET lock_timeout')
         await impatient.dispose()
+
+
+async def test_libpq_options_in_the_url_reach_the_server(migrated: str) -> None:
+    """A URL with libpq's connect_timeout, application_name and options connects, and
+    the server runs the session with those settings."""
+    sep = "&" if "?" in migrated else "?"
+    engine = make_engine(
+        f"{migrated}{sep}connect_timeout=5&application_name=checkout"
+        "&options=-c%20statement_timeout%3D4321"
+    )
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.exec_driver_sql(
+                    "SELECT current_setting('application_name'), "
+                    "current_setting('statement_timeout')"
+                )
+            ).one()
+        assert tuple(row) == ("checkout", "4321ms")
+    finally:
+        await engine.dispose()

@@ -160,6 +160,37 @@ async def test_concurrent_migrations_of_a_fresh_database_all_succeed(
             await e.dispose()
 
 
+async def test_a_database_from_a_newer_release_is_refused_with_one_message(
+    fresh_database_url: str,
+) -> None:
+    """A database at a revision this build does not know (a deploy rolled back) stops
+    the start with a ValueError naming the revision, not a traceback."""
+    engine = make_engine(fresh_database_url)
+    try:
+        await migrate(engine)
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+        with pytest.raises(ValueError, match=r"cannot migrate the database: .*'0099'"):
+            await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_another_applications_tables_are_named_not_reported_unreachable(
+    fresh_database_url: str,
+) -> None:
+    """A database that already has an unrelated ``events`` table: a ValueError saying
+    the schema cannot be made there (SQLite's error had read "unavailable")."""
+    engine = make_engine(fresh_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE events (id INTEGER PRIMARY KEY)"))
+        with pytest.raises(ValueError, match=r"cannot migrate the database: .*already exists"):
+            await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
 async def test_create_and_get_keep_the_seat_map_order(repo: SqlEventRepository) -> None:
     """get_event returns the seats with their labels in the order they were created."""
     event = make_event(["C3", "A10", "A2", "B1", "A1"])

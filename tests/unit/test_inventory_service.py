@@ -10,6 +10,7 @@ import pytest
 from seat_inventory.adapters.redis import RedisHoldStore, connect_redis
 from seat_inventory.domain.clock import FakeClock
 from seat_inventory.domain.errors import (
+    BackendUnavailable,
     EventExists,
     EventNotFound,
     HoldNotFound,
@@ -56,6 +57,24 @@ async def test_create_event_with_other_seats_is_event_exists(world: World) -> No
     """The same id with a different seat map is ALREADY_EXISTS EVENT_EXISTS."""
     with pytest.raises(EventExists):
         await world.admin.create_event("show", "The Show", SEATS[:2])
+
+
+async def test_create_event_while_redis_is_out_of_reach(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis cannot be reached: a new event is created with every seat available (it is
+    loaded on first use); repeating an existing one, whose counts Redis holds, is
+    BACKEND_UNAVAILABLE rather than OK with every seat shown available."""
+    await world.inventory.reserve("show", ["A-1"], "alice", None)
+
+    async def unreachable(event_id: str) -> None:
+        raise BackendUnavailable("redis", "ConnectionError")
+
+    monkeypatch.setattr(world.catalog, "load", unreachable)
+    _, counts, created = await world.admin.create_event("other", "Other", SEATS)
+    assert (created, counts.available, counts.held) == (True, 5, 0)
+    with pytest.raises(BackendUnavailable):
+        await world.admin.create_event("show", "The Show", SEATS)
 
 
 async def test_bad_reserve_reports_every_field(world: World) -> None:

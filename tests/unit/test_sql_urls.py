@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seat_inventory.adapters.sql import make_engine, normalize_url
+from seat_inventory.adapters.sql.urls import postgres_connect_options
 
 
 @pytest.mark.parametrize(
@@ -74,3 +75,42 @@ def test_make_engine_connects_lazily() -> None:
     engine = make_engine("postgresql://app@127.0.0.1:1/seats")
     assert engine.dialect.driver == "asyncpg"
     assert make_engine("sqlite:///never-created.db").dialect.driver == "aiosqlite"
+
+
+def test_libpq_options_become_what_asyncpg_takes() -> None:
+    """connect_timeout, application_name (or fallback_application_name) and options'
+    -c pairs, as people paste them from libpq tools, reach asyncpg as its own
+    arguments instead of failing the first connect with a TypeError."""
+    url, options = postgres_connect_options(
+        "postgresql+asyncpg://app@db/seats?connect_timeout=5&application_name=checkout"
+        "&options=-c%20search_path%3Dtickets%20-cstatement_timeout%3D5000&ssl=require"
+    )
+    assert url == "postgresql+asyncpg://app@db/seats?ssl=require"
+    assert options == {
+        "timeout": 5.0,
+        "server_settings": {
+            "application_name": "checkout",
+            "search_path": "tickets",
+            "statement_timeout": "5000",
+        },
+    }
+    _, fallback = postgres_connect_options(
+        "postgresql+asyncpg://app@db/seats?fallback_application_name=tools"
+    )
+    assert fallback == {"server_settings": {"application_name": "tools"}}
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("keepalives=1", "database URL option keepalives is not supported; supported: "),
+        ("connect_timeout=soon", "connect_timeout='soon': give seconds"),
+        ("options=search_path", "use -c name=value pairs"),
+        ("sslrootcert=/nonexistent/root.crt", "database URL certificate options: "),
+    ],
+)
+def test_options_the_service_cannot_use_are_refused_by_name(query: str, message: str) -> None:
+    """A ValueError (serve: "cannot start", one line) naming the option, not a
+    TypeError from inside asyncpg."""
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        make_engine(f"postgresql://app@db/seats?{query}")

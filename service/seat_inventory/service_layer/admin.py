@@ -47,7 +47,12 @@ class AdminService:
         try:
             await self._catalog.load(event_id)
         except BackendUnavailable:
-            # The event is safely in SQL; it is loaded into Redis on first use.
+            if not created:
+                # An event made before may have holds and bookings: its counts
+                # are unknown while Redis is out of reach.
+                raise
+            # A new event is safely in SQL with every seat free; it is loaded
+            # into Redis on first use.
             return event, EventCounts(len(event.seats), 0, 0), created
         return event, await self._counts(event_id), created
 

@@ -137,8 +137,14 @@ class Fence:
             if not self._postgres:
                 yield conn
                 return
-            await _advisory(conn, "pg_advisory_lock", event_id)
-            await conn.commit()
+            try:
+                await _advisory(conn, "pg_advisory_lock", event_id)
+                await conn.commit()
+            except BaseException:
+                # Cut off (a timeout, a cancelled call) the lock may still have
+                # been granted: a pooled connection must never keep it.
+                await conn.invalidate()
+                raise
             try:
                 yield conn
             finally:

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from .urls import normalize_url
+from .urls import normalize_url, postgres_connect_options
 
 __all__ = ["for_writes", "make_engine", "sqlite_twin", "try_wal"]
 
@@ -33,6 +33,8 @@ def make_engine(
     async_url = normalize_url(url)
     if async_url.startswith("sqlite"):
         return _sqlite_engine(async_url, busy_timeout_s=command_timeout_s)
+    async_url, options = postgres_connect_options(async_url)
+    settings = {"application_name": "seat-inventory", **options.pop("server_settings", {})}
     return create_async_engine(
         async_url,
         # A fixed pool: connections open on demand and stay. Overflow ones were
@@ -45,7 +47,8 @@ def make_engine(
         connect_args={
             "timeout": connect_timeout_s,
             "command_timeout": command_timeout_s,
-            "server_settings": {"application_name": "seat-inventory"},
+            "server_settings": settings,
+            **options,  # the URL's own connect_timeout and SSL context win
         },
     )
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -76,7 +78,35 @@ async def migrate(database: AsyncEngine | str) -> None:
             if database.dialect.name == "sqlite":
                 await _ensure_wal(database)
             async with migration_transaction(database) as connection:
-                await connection.run_sync(_upgrade)
+                try:
+                    await connection.run_sync(_upgrade)
+                except CommandError as exc:
+                    raise ValueError(
+                        f"cannot migrate the database: {exc} (was it migrated by a newer "
+                        "seat-inventory?)"
+                    ) from None
+                except sa_exc.DBAPIError as exc:
+                    if not _schema_problem(exc):
+                        raise
+                    raise ValueError(
+                        f"cannot migrate the database: {_first_line(exc)} (a database "
+                        "of its own, or a user allowed to create tables in it, is needed)"
+                    ) from None
+
+
+def _schema_problem(exc: sa_exc.DBAPIError) -> bool:
+    """The schema cannot be made here (another application's tables, a user without
+    the right), as opposed to a database that cannot be reached."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith("42")  # syntax error or access rule violation
+    text_ = str(exc.orig).lower()
+    return "already exists" in text_ or "no such table" in text_ or "readonly" in text_
+
+
+def _first_line(exc: sa_exc.DBAPIError) -> str:
+    cause = exc.orig if exc.orig is not None else exc
+    return f"{type(cause).__name__}: {next(iter(str(cause).strip().splitlines()), '')}"
 
 
 async def _ensure_wal(engine: AsyncEngine) -> None:
