@@ -112,6 +112,10 @@ class _Options:
                 default = kind(raw)
             except (ValueError, argparse.ArgumentTypeError) as exc:
                 self._parser.error(f"{env_name}={raw!r}: {exc}")
+            # argparse checks a flag's choices, never its default's.
+            choices = extra.get("choices")
+            if choices is not None and default not in choices:
+                self._parser.error(f"{env_name}={raw!r}: choose from {', '.join(choices)}")
         elif default is not None and kind is not str and not isinstance(default, bool):
             default = kind(str(default))
         self._parser.add_argument(flag, type=kind, default=default, help=help + shown, **extra)

@@ -104,5 +104,6 @@ class Settings:
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        bare = self.host.removeprefix("[").removesuffix("]")  # "[::1]" or "::1"
+        host = f"[{bare}]" if ":" in bare else bare
         return f"{host}:{self.port}"

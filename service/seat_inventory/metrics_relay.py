@@ -23,6 +23,7 @@ thread is safe beside them).
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -134,7 +135,13 @@ class MetricsRelay:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # a scrape every few seconds is not news
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        bare = host.removeprefix("[").removesuffix("]")
+
+        class Server(ThreadingHTTPServer):
+            # IPv6 addresses too (ThreadingHTTPServer alone binds IPv4 only).
+            address_family = socket.getaddrinfo(bare or None, port, type=socket.SOCK_STREAM)[0][0]
+
+        self._server = Server((bare, port), Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(

@@ -105,10 +105,21 @@ def decode_settings(data: bytes) -> Settings:
 def _reserve_port(host: str, port: int) -> socket.socket:
     """A socket bound (not listening) to host:port with SO_REUSEPORT: it fails fast
     when another program owns the port, turns port 0 into one the workers share,
-    and keeps that port from being taken while a worker restarts."""
+    and keeps that port from being taken while a worker restarts.
+
+    First the port is bound without SO_REUSEPORT: that fails while anything holds
+    it, another seat-inventory supervisor and its workers too (they bind with
+    SO_REUSEPORT, which would let a second deployment share the port and the
+    kernel split the callers between the two)."""
     family, kind, proto, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        host.removeprefix("[").removesuffix("]") or None,
+        port,
+        type=socket.SOCK_STREAM,
+        flags=socket.AI_PASSIVE,
     )[0]
+    if port:
+        with socket.socket(family, kind, proto) as alone:
+            alone.bind(address)
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -117,6 +128,14 @@ def _reserve_port(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _signal_name(number: int) -> str:
+    """SIGKILL, SIGTERM...; real-time signals have no name in Python: SIG40."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
 
 
 @dataclass
@@ -357,7 +376,7 @@ class Supervisor:
             worker=worker.index,
             pid=worker.proc.pid,
             exit_code=code,
-            signal=signal.Signals(-code).name if code < 0 else None,
+            signal=_signal_name(-code) if code < 0 else None,
             ran_s=round(ran_s, 1),
             served=worker.ready,
         )

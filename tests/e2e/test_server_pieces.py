@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -36,3 +37,26 @@ async def test_reflection_lists_the_services(live: Running) -> None:
         names |= {s.name for s in reply.list_services_response.service}
     assert {"seatinventory.v1.SeatInventory", "seatinventory.v1.InventoryAdmin"} <= names
     assert "grpc.health.v1.Health" in names
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+async def test_an_ipv6_host_is_served(host: str, tmp_path: Path) -> None:
+    """--host ::1 (or [::1]): the server listens on the IPv6 loopback (gRPC had been
+    handed "::1:port" and refused it as an address in use)."""
+    import grpc
+
+    from seat_inventory.api.server import Server
+    from seat_inventory.bootstrap import build
+    from seat_inventory.config import Settings
+
+    settings = Settings(host=host, port=0, database_url=f"sqlite:///{tmp_path / 'v6.db'}")
+    server = Server(await build(settings))
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"[::1]:{port}") as channel, asyncio.timeout(10):
+            health = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service="")
+            while (await health.Check(request)).status != health_pb2.HealthCheckResponse.SERVING:
+                await asyncio.sleep(0.05)  # serving once its first backend check passed
+    finally:
+        await server.stop(grace_s=1)

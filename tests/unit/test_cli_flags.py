@@ -86,6 +86,9 @@ def test_environment_sets_the_default_and_a_flag_wins(monkeypatch: pytest.Monkey
         (["--default-ttl", "inf"], {}, "must be a finite number"),
         (["--stream-tick", "nan"], {}, "must be a finite number"),
         (["--drain-delay", "inf"], {}, "must be a finite number"),
+        # argparse checks choices of a flag, not of a default the environment set.
+        ([], {"SEAT_INVENTORY_LOG_LEVEL": "verbose"}, "SEAT_INVENTORY_LOG_LEVEL='verbose'"),
+        ([], {"SEAT_INVENTORY_LOG_FORMAT": "JSON"}, "choose from console, json"),
     ],
 )
 def test_bad_values_are_refused_with_a_message(

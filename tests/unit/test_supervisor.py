@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import signal
 import socket
 import sys
 import threading
@@ -17,6 +18,8 @@ from seat_inventory.config import Settings
 from seat_inventory.supervisor import (
     Policy,
     Supervisor,
+    _reserve_port,
+    _signal_name,
     decode_settings,
     encode_settings,
     refusal,
@@ -135,6 +138,66 @@ def test_a_port_taken_by_another_program_is_reported_before_any_worker_starts() 
         stand_ins = StandIns(lambda index, attempt: SERVES)
         assert Supervisor(settings, command=stand_ins, policy=FAST).run() == 1
         assert stand_ins.starts == []
+
+
+def test_a_port_another_supervisor_shares_is_refused_too() -> None:
+    """Another seat-inventory deployment on the port (its sockets bound with
+    SO_REUSEPORT, which would let a second one share it and the kernel split the
+    callers between the two): refused all the same, nothing started."""
+    with socket.socket() as theirs:
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        theirs.bind(("127.0.0.1", 0))
+        theirs.listen()
+        settings = Settings(
+            port=theirs.getsockname()[1],
+            workers=2,
+            redis_url="redis://r/0",
+            database_url="postgresql://p/d",
+        )
+        stand_ins = StandIns(lambda index, attempt: SERVES)
+        assert Supervisor(settings, command=stand_ins, policy=FAST).run() == 1
+        assert stand_ins.starts == []
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_an_ipv6_host_is_reserved_written_either_way(host: str) -> None:
+    """--host ::1 or [::1]: the port is reserved on the IPv6 loopback."""
+    sock = _reserve_port(host, 0)
+    try:
+        assert sock.family == socket.AF_INET6
+        assert sock.getsockname()[0] == "::1"
+    finally:
+        sock.close()
+
+
+SERVES_THEN_TAKES_SIG40 = """
+import os, signal, sys, time
+os.write(int(sys.argv[1]), b"1")
+time.sleep(0.2)
+signal.signal(40, signal.SIG_DFL)
+os.kill(os.getpid(), 40)
+time.sleep(5)
+"""
+
+
+def test_a_worker_killed_by_a_signal_without_a_name_is_restarted() -> None:
+    """Real-time signals (SIG34..SIG64) have no name in Python: a worker killed by one
+    is logged as SIG40 and replaced, instead of the name lookup ending the supervisor
+    (and with it every worker)."""
+    assert (_signal_name(signal.SIGKILL), _signal_name(40)) == ("SIGKILL", "SIG40")
+    stand_ins = StandIns(
+        lambda index, attempt: SERVES_THEN_TAKES_SIG40 if (index, attempt) == (0, 0) else SERVES
+    )
+    supervisor = Supervisor(SETTINGS, command=stand_ins, policy=FAST)
+
+    def replaced_and_serving() -> bool:
+        return stand_ins.starts.count(0) == 2 and all(
+            w.ready and w.proc is not None for w in supervisor.workers
+        )
+
+    stop_when(supervisor, replaced_and_serving)
+    assert supervisor.run() == 0
+    assert sorted(stand_ins.starts) == [0, 0, 1]
 
 
 def test_each_worker_gets_the_shared_port_and_settings_survive_the_pipe() -> None:

@@ -264,7 +264,7 @@ class Server:
     async def start(self) -> int:
         settings = self.app.settings
         credentials = server_credentials(settings)
-        address = f"{settings.host}:{settings.port}"
+        address = settings.address  # an IPv6 host in brackets, as gRPC wants it
         try:
             if credentials is None:
                 self.port = self._server.add_insecure_port(address)
