@@ -54,9 +54,13 @@ async def test_an_ipv6_host_is_served(host: str, tmp_path: Path) -> None:
     port = await server.start()
     try:
         async with grpc.aio.insecure_channel(f"[::1]:{port}") as channel, asyncio.timeout(10):
-            health = health_pb2_grpc.HealthStub(channel)
-            request = health_pb2.HealthCheckRequest(service="")
-            while (await health.Check(request)).status != health_pb2.HealthCheckResponse.SERVING:
-                await asyncio.sleep(0.05)  # serving once its first backend check passed
+            # SERVING once its first backend check passed: watch for it.
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service="")
+            )
+            async for update in watch:
+                if update.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            watch.cancel()
     finally:
         await server.stop(grace_s=1)
