@@ -21,7 +21,10 @@ ENV SEAT_INVENTORY_HOST=0.0.0.0 \
     SEAT_INVENTORY_PORT=50051 \
     SEAT_INVENTORY_LOG_FORMAT=json
 EXPOSE 50051
+# The check finds the server on SEAT_INVENTORY_PORT. With TLS on, give it the
+# CA (and a client certificate under mutual TLS): override it, e.g.
+# --health-cmd 'seat-inventory health --ca /certs/ca.pem --target <name>:50051'.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["seat-inventory", "health", "--target", "127.0.0.1:50051"]
+    CMD ["seat-inventory", "health"]
 ENTRYPOINT ["seat-inventory"]
 CMD ["serve"]

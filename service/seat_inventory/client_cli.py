@@ -26,11 +26,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _default_target() -> str:
+    """SEAT_INVENTORY_TARGET, else the port ``serve`` takes from this environment
+    (a container's health check finds its server wherever the image put it)."""
+    target = os.environ.get("SEAT_INVENTORY_TARGET")
+    if target:
+        return target
+    return f"localhost:{os.environ.get('SEAT_INVENTORY_PORT') or 50051}"
+
+
 def _target_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
-        default=os.environ.get("SEAT_INVENTORY_TARGET", "localhost:50051"),
-        help="server address (default localhost:50051, env SEAT_INVENTORY_TARGET)",
+        default=_default_target(),
+        help="server address (default localhost:50051, or localhost:$SEAT_INVENTORY_PORT "
+        "where serve's port is set; env SEAT_INVENTORY_TARGET)",
     )
     p.add_argument("--timeout", type=_seconds, default=30.0, help="deadline in seconds")
     p.add_argument(

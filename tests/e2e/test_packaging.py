@@ -57,7 +57,8 @@ def run_entry_until_healthy(
     stage: str, env: dict[str, str], port: int, cwd: Path, stop_timeout_s: float
 ) -> tuple[subprocess.CompletedProcess[str], str, int]:
     """Start ENTRYPOINT + CMD (from this venv) with ``env``, run the HEALTHCHECK
-    (its port swapped for ``port``) until it passes or 10 s are up, then SIGTERM;
+    (with ``env`` too; a port written in it swapped for ``port``) until it passes
+    or 10 s are up, then SIGTERM;
     the last health check, the server's stderr and its exit code."""
     lines = stage.splitlines()
     entry = json_list(next(x for x in lines if x.startswith("ENTRYPOINT")), "ENTRYPOINT")
@@ -76,7 +77,11 @@ def run_entry_until_healthy(
         wait_for_port(port, timeout=30)
         for _ in range(100):
             checked = subprocess.run(
-                [str(bin_dir / health[0]), *health[1:]], capture_output=True, text=True, check=False
+                [str(bin_dir / health[0]), *health[1:]],
+                env=env,  # Docker runs the check with the container's environment
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if checked.returncode == 0:
                 break

@@ -85,3 +85,26 @@ async def test_a_redis_refusing_writes_is_backend_unavailable(
     finally:
         await store.aclose()
         await client.aclose()
+
+
+@pytest.mark.parametrize("refuse", [make_full, make_replica], ids=["full", "replica"])
+async def test_health_sees_a_redis_refusing_writes(
+    own_redis: aioredis.Redis, refuse: Callable[[aioredis.Redis], Awaitable[str]]
+) -> None:
+    """The health check writes a short-lived key: a Redis that answers PING but refuses
+    writes is BACKEND_UNAVAILABLE to it (health NOT_SERVING), named by its refusal."""
+    url = f"redis://127.0.0.1:{own_redis.connection_pool.connection_kwargs['port']}/0"
+    client = connect_redis(url, timeout_s=2.0)
+    store = RedisHoldStore(client)
+    try:
+        await store.ping()
+        word = await refuse(own_redis)
+        assert await client.ping() is True  # PING alone would say all is well
+        with pytest.raises(BackendUnavailable, match=f"redis is unavailable: {word} "):
+            await store.ping()
+        await own_redis.config_set("maxmemory", "0")
+        await own_redis.execute_command("REPLICAOF", "NO", "ONE")
+        await store.ping()
+    finally:
+        await store.aclose()
+        await client.aclose()

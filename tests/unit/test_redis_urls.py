@@ -67,6 +67,9 @@ async def test_a_cluster_url_without_port_means_6379() -> None:
         ("redis+cluster://127.0.0.1:7000/1", "only database 0"),
         ("redis+cluster://127.0.0.1:7000,:7001", "names no host"),
         ("redis+cluster://127.0.0.1:notaport", "Port"),
+        # Options redis-py does not take failed the first command with a TypeError.
+        ("redis://127.0.0.1:6379/0?foo=bar", "an option redis-py does not take .*'foo'"),
+        ("redis+cluster://127.0.0.1:7000?foo=bar", "an option redis-py does not take .*'foo'"),
     ],
 )
 def test_bad_cluster_urls_are_refused_with_a_reason(url: str, message: str) -> None:

@@ -306,7 +306,13 @@ class Server:
                 await self.app.holds.ping()
                 await self.app.events.ping()
         except (InventoryError, TimeoutError) as exc:
-            log.warning("backend check failed", error=str(exc))
+            # The cause too, for the operator (what a caller is told stays terse).
+            cause = exc.__cause__
+            log.warning(
+                "backend check failed",
+                error=str(exc) or "no answer in time",
+                cause=f"{type(cause).__name__}: {cause}" if cause is not None else None,
+            )
             return False
         return True
 

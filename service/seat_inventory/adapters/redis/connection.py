@@ -218,31 +218,51 @@ def connect_redis(url: str | None, *, timeout_s: float = 2.0, max_connections: i
 
         return fakeredis.FakeAsyncRedis(decode_responses=True)
     parts = cluster_url(url)
-    if parts is not None:
-        return _connect_cluster(parts, timeout_s=timeout_s, max_connections=max_connections)
-    # A blocking pool queues callers when every connection is busy instead of
-    # failing them with "too many connections" during a burst.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=_one_retry(),
-        health_check_interval=30,
-        max_connections=max_connections,
-        timeout=timeout_s,
-    )
+    try:
+        if parts is not None:
+            return _connect_cluster(parts, timeout_s=timeout_s, max_connections=max_connections)
+        # A blocking pool queues callers when every connection is busy instead of
+        # failing them with "too many connections" during a burst.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=_one_retry(),
+            health_check_interval=30,
+            max_connections=max_connections,
+            timeout=timeout_s,
+        )
+        # redis-py hands the URL's unknown options to each connection, whose
+        # first use fails on them: make one now (it connects only when used).
+        pool.make_connection()  # type: ignore[no-untyped-call]
+    except TypeError as exc:
+        raise ValueError(f"Redis URL: an option redis-py does not take ({exc})") from None
     return aioredis.Redis(connection_pool=pool)
 
 
+# Written by every health check of one server: a Redis that answers PING but
+# refuses writes (a replica after a failover, full under noeviction, failing
+# snapshots) must not look healthy. Outside every event's keys ({e:...}).
+_PROBE_KEY = "seat-inventory:health"
+
+
 async def ping_redis(client: Any) -> None:
-    """PING one server, or every master of a cluster (each serves some events)."""
+    """PING every master of a cluster (each serves some events); on one server,
+    a short-lived write instead, so that one refusing writes is not healthy."""
     try:
         if is_cluster(client):
             await client.ping(target_nodes=RedisCluster.PRIMARIES)
         else:
-            await client.ping()
-    except FAILURES as exc:
+            try:
+                await client.set(_PROBE_KEY, "1", px=10_000)
+            except NoPermissionError:  # an ACL that allows our keys only: PING then
+                await client.ping()
+    except RedisError as exc:
+        if refuses_for_now(exc):
+            raise BackendUnavailable("redis", refusal(exc)) from exc
+        raise unavailable(exc) from exc
+    except UNREACHABLE as exc:
         raise unavailable(exc) from exc
 
 
