@@ -461,7 +461,14 @@ def _security_problem(settings: Settings) -> str | None:
 
     try:
         if settings.principals_file:
-            load_principals(settings.principals_file)
+            try:
+                load_principals(settings.principals_file)
+            except PrincipalsError:
+                # A worker may start on its supervisor's last accepted copy
+                # (the server says so when it loads it).
+                if not settings.principals_fallback_file:
+                    raise
+                load_principals(settings.principals_fallback_file)
         server_credentials(settings)
     except (PrincipalsError, TransportError) as exc:
         return str(exc)

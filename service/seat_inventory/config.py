@@ -72,6 +72,10 @@ class Settings:
     # Authentication: a principals file (api/auth.py); None runs every call
     # as the anonymous principal.
     principals_file: str | None = None
+    # Set by the --workers supervisor for its workers: a copy of the last
+    # principals file it accepted, which a worker (re)started while the file
+    # itself is refused serves with instead of failing to start.
+    principals_fallback_file: str | None = None
     # TLS: certificate chain and key (PEM); with a client CA, mutual TLS.
     tls_cert: str | None = None
     tls_key: str | None = None

@@ -17,13 +17,16 @@ import contextlib
 import dataclasses
 import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -65,11 +68,14 @@ def refusal(settings: Settings) -> str | None:
     return None
 
 
-def worker_settings(settings: Settings, index: int, port: int) -> Settings:
-    """What worker ``index`` runs with: the shared port and, when metrics are on, a
-    loopback metrics port of its own choosing (the supervisor serves the one
-    asked for, merging the workers')."""
-    changes: dict[str, object] = {"port": port}
+def worker_settings(
+    settings: Settings, index: int, port: int, principals_copy: str | None = None
+) -> Settings:
+    """What worker ``index`` runs with: the shared port, the supervisor's copy of the
+    last principals file it accepted and, when metrics are on, a loopback metrics
+    port of its own choosing (the supervisor serves the one asked for, merging
+    the workers')."""
+    changes: dict[str, object] = {"port": port, "principals_fallback_file": principals_copy}
     if settings.metrics_port is not None:
         changes.update(metrics_port=0, metrics_host="127.0.0.1")
     return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
@@ -138,6 +144,45 @@ def _signal_name(number: int) -> str:
         return f"SIG{number}"
 
 
+class _AcceptedPrincipals:
+    """A private copy of the last principals file that could be used (checked at
+    start and at every SIGHUP): a worker restarted while the file is refused (a
+    bad edit, reloads refused it too) serves with these instead of failing to
+    start, and the slot staying empty, or the whole service giving up."""
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+        self.path: str | None = None
+        if source is not None:
+            folder = tempfile.mkdtemp(prefix="seat-inventory-principals-")
+            self.path = os.path.join(folder, "accepted")
+            self.accept_if_good()
+
+    def accept_if_good(self) -> None:
+        if self.source is None or self.path is None:
+            return
+        from .api.auth import PrincipalsError, load_principals
+
+        try:
+            data = Path(self.source).read_bytes()
+            load_principals(self.source)
+        except (OSError, PrincipalsError) as exc:
+            log.warning(
+                "principals file refused; restarted workers use the last one accepted",
+                error=str(exc),
+            )
+            return
+        staging = self.path + ".new"
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(staging, self.path)
+
+    def close(self) -> None:
+        if self.path is not None:
+            shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
+
+
 @dataclass
 class _Worker:
     index: int
@@ -187,9 +232,19 @@ class Supervisor:
     _stop_signal: int | None = field(default=None, init=False)
     _stopping: list[_Worker] = field(default_factory=list, init=False)
     _reload_requested: bool = field(default=False, init=False)
+    _principals: _AcceptedPrincipals = field(init=False)
     relay: MetricsRelay | None = field(default=None, init=False)
 
+    def __post_init__(self) -> None:
+        self._principals = _AcceptedPrincipals(self.settings.principals_file)
+
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            self._principals.close()
+
+    def _run(self) -> int:
         try:
             reservation = _reserve_port(self.settings.host, self.settings.port)
         except OSError as exc:
@@ -239,6 +294,7 @@ class Supervisor:
 
     def _pass_reload_on(self) -> None:
         self._reload_requested = False
+        self._principals.accept_if_good()
         pids = []
         for worker in self.workers:
             if worker.proc is not None and worker.proc.poll() is None:
@@ -333,7 +389,9 @@ class Supervisor:
         assert proc.stdin is not None
         with contextlib.suppress(BrokenPipeError):  # it died at once: found by poll()
             proc.stdin.write(
-                encode_settings(worker_settings(self.settings, worker.index, self.port))
+                encode_settings(
+                    worker_settings(self.settings, worker.index, self.port, self._principals.path)
+                )
             )
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.close()

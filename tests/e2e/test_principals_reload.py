@@ -159,3 +159,48 @@ async def test_sighup_to_the_supervisor_reloads_every_worker(
         assert await server.stop() == 0
     finally:
         server.cleanup()
+
+
+async def test_a_worker_restarted_while_the_file_is_broken_serves_the_last_accepted(
+    redis_url: str, postgres_url: str, tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    """The file is broken and SIGHUP refused (the workers keep their principals); then
+    a worker dies. Its replacement starts with the last principals the supervisor
+    accepted instead of failing to start (and its slot staying empty)."""
+    import os
+
+    path = tmp_path / "principals.toml"
+    principals_file(path, {"shop": [tokens["old"]]})
+    server = ServerProcess(
+        redis_url=redis_url,
+        database_url=postgres_url,
+        args=["--principals", str(path), "--workers", "2"],
+    )
+    try:
+        await server.start()
+        assert server.proc is not None
+        path.write_text('[[principals]]\nname = "shop"\nroles = [')  # a bad edit
+        server.proc.send_signal(signal.SIGHUP)
+        for _ in range(int(WAIT_S / 0.05)):  # the supervisor logs the refusal
+            if "restarted workers use the last one accepted" in server.logs(10_000):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the supervisor did not refuse the broken file")
+        code, victim = await code_of(server.target, tokens["old"])
+        assert code == grpc.StatusCode.NOT_FOUND
+        os.kill(int(victim), signal.SIGKILL)
+        # Two workers answer again, the new one with the old token too.
+        answered: set[str] = set()
+        async with asyncio.timeout(WAIT_S * 2):
+            while len(answered - {victim}) < 2:
+                code, pid = await code_of(server.target, tokens["old"])
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    await asyncio.sleep(0.05)  # the dead worker's port slot, meanwhile
+                    continue
+                assert code == grpc.StatusCode.NOT_FOUND
+                answered.add(pid)
+        assert "serving with the last one the supervisor accepted" in server.logs(10_000)
+        assert await server.stop() == 0
+    finally:
+        server.cleanup()

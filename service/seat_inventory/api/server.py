@@ -21,7 +21,7 @@ from ..config import Settings
 from ..domain.errors import InventoryError
 from .accept import Acceptors, Registrar
 from .admin_servicer import InventoryAdminServicer
-from .auth import AuthInterceptor, PrincipalsError, load_principals
+from .auth import Authenticator, AuthInterceptor, PrincipalsError, load_principals
 from .calls import CallGuard
 from .inventory_servicer import SeatInventoryServicer
 from .metrics import MetricsEndpoint, serve_metrics
@@ -118,6 +118,25 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
             log.error("background task had failed", task=task.get_name(), error=task.exception())
 
 
+def initial_principals(settings: Settings) -> Authenticator:
+    """The principals a server starts with: its file's, or (a worker restarted while
+    the file is refused) the last ones its supervisor accepted. Raises
+    PrincipalsError when neither can be used."""
+    assert settings.principals_file is not None
+    try:
+        return load_principals(settings.principals_file)
+    except PrincipalsError as exc:
+        if not settings.principals_fallback_file:
+            raise
+        authenticator = load_principals(settings.principals_fallback_file)
+        log.warning(
+            "principals file refused; serving with the last one the supervisor accepted "
+            "(fix the file and send SIGHUP)",
+            error=str(exc),
+        )
+        return authenticator
+
+
 def auth_interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
     """The authentication interceptor when a principals file is configured.
     Health and reflection stay open: load balancers and grpcurl need no token."""
@@ -126,7 +145,7 @@ def auth_interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
     inventory, admin = SERVICE_NAMES
     return [
         AuthInterceptor(
-            load_principals(settings.principals_file),
+            initial_principals(settings),
             roles={inventory: CLIENT, admin: ADMIN},
             open_services=(health.SERVICE_NAME, reflection.SERVICE_NAME),
         )
