@@ -8,6 +8,7 @@ hiredis installed) and through redis-py's ``read_response`` (any other parser)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -405,6 +406,25 @@ async def test_closing_the_store_mid_batch_fails_its_callers_without_a_retry(
             await client.aclose()
 
 
+@contextlib.asynccontextmanager
+async def behind_proxy(
+    redis_url: str, *, timeout_s: float = 2.0, batching: bool = True
+) -> AsyncIterator[tuple[TcpProxy, aioredis.Redis, RedisHoldStore]]:
+    """A store on the loaded event, reaching Redis through a proxy the test can cut,
+    slow down or make lose a reply."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy(port) as proxy:
+        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=timeout_s)
+        store = RedisHoldStore(client, batching=batching)
+        try:
+            await client.flushdb()
+            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+            yield proxy, client, store
+        finally:
+            await store.aclose()
+            await client.aclose()
+
+
 @pytest.mark.parametrize("batching", [True, False], ids=["batched", "alone"])
 async def test_a_reserve_whose_reply_was_lost_answers_as_it_ran(
     redis_url: str, batching: bool
@@ -413,27 +433,18 @@ async def test_a_reserve_whose_reply_was_lost_answers_as_it_ran(
     the call goes again on a fresh connection (the store's retry when batched,
     redis-py's alone) and answers with the hold its first run made: not
     SEATS_UNAVAILABLE for seats it took itself, and no second, unknown hold."""
-    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    async with TcpProxy(port) as proxy:
-        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=2.0)
-        store = RedisHoldStore(client, batching=batching)
-        try:
-            await client.flushdb()
-            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
-            await store.reserve(request(("S9",)))  # the script is loaded: the lost call runs
-            lost = proxy.lose_reply_to(b"$2\r\nS7\r\n")
-            hold = await store.reserve(request(("S7", "S8")))
-            assert lost.is_set()
-            assert hold.seat_ids == ("S7", "S8")
-            assert {await client.get(f"{{e:{EVENT}}}:seat:{s}") for s in ("S7", "S8")} == {
-                f"{hold.hold_id}|{hold.expires_at_ms}"
-            }
-            assert await held_seats(client) == {"S7", "S8", "S9"}
-            assert await store.release(EVENT, hold.hold_id, "alice") is True
-            assert await held_seats(client) == {"S9"}
-        finally:
-            await store.aclose()
-            await client.aclose()
+    async with behind_proxy(redis_url, batching=batching) as (proxy, client, store):
+        await store.reserve(request(("S9",)))  # the script is loaded: the lost call runs
+        lost = proxy.lose_reply_to(b"$2\r\nS7\r\n")
+        hold = await store.reserve(request(("S7", "S8")))
+        assert lost.is_set()
+        assert hold.seat_ids == ("S7", "S8")
+        assert {await client.get(f"{{e:{EVENT}}}:seat:{s}") for s in ("S7", "S8")} == {
+            f"{hold.hold_id}|{hold.expires_at_ms}"
+        }
+        assert await held_seats(client) == {"S7", "S8", "S9"}
+        assert await store.release(EVENT, hold.hold_id, "alice") is True
+        assert await held_seats(client) == {"S9"}
 
 
 @pytest.mark.parametrize("batching", [True, False], ids=["batched", "alone"])
@@ -443,24 +454,15 @@ async def test_a_release_whose_reply_was_lost_still_says_it_released(
     """The same for Release: the call that released the hold answers released=True
     although its second run found the hold released; a later Release of the same
     hold (a new call) answers released=False."""
-    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    async with TcpProxy(port) as proxy:
-        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=2.0)
-        store = RedisHoldStore(client, batching=batching)
-        try:
-            await client.flushdb()
-            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
-            warm = await store.reserve(request(("S6",)))
-            await store.release(EVENT, warm.hold_id, "alice")  # the script is loaded
-            hold = await store.reserve(request(("S5",)))
-            lost = proxy.lose_reply_to(hold.hold_id.encode())
-            assert await store.release(EVENT, hold.hold_id, "alice") is True
-            assert lost.is_set()
-            assert await store.release(EVENT, hold.hold_id, "alice") is False
-            assert await held_seats(client) == set()
-        finally:
-            await store.aclose()
-            await client.aclose()
+    async with behind_proxy(redis_url, batching=batching) as (proxy, client, store):
+        warm = await store.reserve(request(("S6",)))
+        await store.release(EVENT, warm.hold_id, "alice")  # the script is loaded
+        hold = await store.reserve(request(("S5",)))
+        lost = proxy.lose_reply_to(hold.hold_id.encode())
+        assert await store.release(EVENT, hold.hold_id, "alice") is True
+        assert lost.is_set()
+        assert await store.release(EVENT, hold.hold_id, "alice") is False
+        assert await held_seats(client) == set()
 
 
 async def test_calls_queued_behind_a_batch_redis_does_not_answer_fail_with_it(
@@ -469,54 +471,36 @@ async def test_calls_queued_behind_a_batch_redis_does_not_answer_fail_with_it(
     """Redis stops answering while a batch is out: its calls time out, and the calls
     queued behind it fail at the same moment without being sent (each would wait a
     whole timeout again); once Redis answers, the next call goes through."""
-    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    async with TcpProxy(port) as proxy:
-        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=0.3)
-        store = RedisHoldStore(client)
+    async with behind_proxy(redis_url, timeout_s=0.3) as (proxy, _, store):
         assert store.batcher is not None
-        try:
-            await client.flushdb()
-            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
-            await store.reserve(request(("S9",)))
-            sent = store.batcher.batches
-            proxy.slow(1.0)
-            first = asyncio.create_task(store.reserve(request(("S1",))))
-            await asyncio.sleep(0.05)  # on the wire, no answer coming
-            queued = [asyncio.create_task(store.reserve(request((s,)))) for s in SEATS[1:4]]
-            results = await asyncio.gather(first, *queued, return_exceptions=True)
-            assert all(isinstance(r, BackendUnavailable) for r in results), results
-            # The queued calls failed with the batch's own timeout, not one of their own.
-            assert len({id(r.__cause__) for r in results}) == 1
-            assert store.batcher.batches == sent + 1  # and were never sent
-            proxy.slow(0)
-            await asyncio.sleep(1.2)  # what was on the wire has arrived
-            hold = await store.reserve(request(("S5",)))
-            assert hold.seat_ids == ("S5",)
-        finally:
-            await store.aclose()
-            await client.aclose()
+        await store.reserve(request(("S9",)))
+        sent = store.batcher.batches
+        proxy.slow(1.0)
+        first = asyncio.create_task(store.reserve(request(("S1",))))
+        await asyncio.sleep(0.05)  # on the wire, no answer coming
+        queued = [asyncio.create_task(store.reserve(request((s,)))) for s in SEATS[1:4]]
+        results = await asyncio.gather(first, *queued, return_exceptions=True)
+        assert all(isinstance(r, BackendUnavailable) for r in results), results
+        # The queued calls failed with the batch's own timeout, not one of their own.
+        assert len({id(r.__cause__) for r in results}) == 1
+        assert store.batcher.batches == sent + 1  # and were never sent
+        proxy.slow(0)
+        await asyncio.sleep(1.2)  # what was on the wire has arrived
+        hold = await store.reserve(request(("S5",)))
+        assert hold.seat_ids == ("S5",)
 
 
 async def test_a_read_redis_does_not_answer_is_not_sent_again(redis_url: str) -> None:
     """A snapshot read (sent alone, not batched) that times out is BACKEND_UNAVAILABLE
     after that one timeout: no second try on a fresh connection, which would wait
     as long again. (A connection that failed is still tried once more.)"""
-    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    async with TcpProxy(port) as proxy:
-        client = connect_redis(f"redis://{proxy.address()}/0", timeout_s=0.3)
-        store = RedisHoldStore(client)
-        try:
-            await client.flushdb()
-            await store.load_event(EventSnapshot(EVENT, SEATS, frozenset()))
+    async with behind_proxy(redis_url, timeout_s=0.3) as (proxy, _, store):
+        await store.live_state(EVENT)
+        connections = proxy.accepted
+        proxy.slow(1.0)
+        with pytest.raises(BackendUnavailable):
             await store.live_state(EVENT)
-            connections = proxy.accepted
-            proxy.slow(1.0)
-            with pytest.raises(BackendUnavailable):
-                await store.live_state(EVENT)
-            assert proxy.accepted == connections
-            proxy.slow(0)
-            await asyncio.sleep(1.2)
-            assert (await store.live_state(EVENT)).held == frozenset()
-        finally:
-            await store.aclose()
-            await client.aclose()
+        assert proxy.accepted == connections
+        proxy.slow(0)
+        await asyncio.sleep(1.2)
+        assert (await store.live_state(EVENT)).held == frozenset()

@@ -91,12 +91,11 @@ def test_workers_that_never_serve_make_it_give_up() -> None:
     )
 
 
-def test_a_worker_that_dies_after_serving_is_restarted_and_all_stop_cleanly() -> None:
-    """Worker 0's first run serves and then exits 1: it is started again, and a stop
-    request ends both workers with exit code 0."""
-    stand_ins = StandIns(
-        lambda index, attempt: SERVES_THEN_DIES if (index, attempt) == (0, 0) else SERVES
-    )
+def run_until_worker_0_is_replaced(first_run: str) -> tuple[Supervisor, StandIns]:
+    """Worker 0's first start runs ``first_run``, every other start serves; a stop is
+    requested once worker 0 was started again and both serve. Checks the exit code
+    and the starts."""
+    stand_ins = StandIns(lambda index, attempt: first_run if (index, attempt) == (0, 0) else SERVES)
     supervisor = Supervisor(SETTINGS, command=stand_ins, policy=FAST)
 
     def replaced_and_serving() -> bool:
@@ -107,6 +106,13 @@ def test_a_worker_that_dies_after_serving_is_restarted_and_all_stop_cleanly() ->
     stop_when(supervisor, replaced_and_serving)
     assert supervisor.run() == 0
     assert sorted(stand_ins.starts) == [0, 0, 1]
+    return supervisor, stand_ins
+
+
+def test_a_worker_that_dies_after_serving_is_restarted_and_all_stop_cleanly() -> None:
+    """Worker 0's first run serves and then exits 1: it is started again, and a stop
+    request ends both workers with exit code 0."""
+    supervisor, _ = run_until_worker_0_is_replaced(SERVES_THEN_DIES)
     assert [w.stopped_code for w in supervisor.workers] == [0, 0]
 
 
@@ -123,33 +129,23 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_grace_and_margin() -> Non
     assert [w.stopped_code for w in supervisor.workers] == [0, -9]
 
 
-def test_a_port_taken_by_another_program_is_reported_before_any_worker_starts() -> None:
-    """The supervisor checks the port itself: taken by a listener without
-    SO_REUSEPORT, it exits 1 and starts nothing."""
+@pytest.mark.parametrize(
+    "reuse_port", [False, True], ids=["another-program", "another-seat-inventory"]
+)
+def test_a_port_taken_by_another_program_is_reported_before_any_worker_starts(
+    reuse_port: bool,
+) -> None:
+    """The supervisor checks the port itself: taken by a listener, it exits 1 and
+    starts nothing; also when that listener set SO_REUSEPORT, as another
+    seat-inventory deployment's does (which would otherwise share the port, the
+    kernel splitting the callers between the two)."""
     with socket.socket() as taken:
+        if reuse_port:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         settings = Settings(
             port=taken.getsockname()[1],
-            workers=2,
-            redis_url="redis://r/0",
-            database_url="postgresql://p/d",
-        )
-        stand_ins = StandIns(lambda index, attempt: SERVES)
-        assert Supervisor(settings, command=stand_ins, policy=FAST).run() == 1
-        assert stand_ins.starts == []
-
-
-def test_a_port_another_supervisor_shares_is_refused_too() -> None:
-    """Another seat-inventory deployment on the port (its sockets bound with
-    SO_REUSEPORT, which would let a second one share it and the kernel split the
-    callers between the two): refused all the same, nothing started."""
-    with socket.socket() as theirs:
-        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        theirs.bind(("127.0.0.1", 0))
-        theirs.listen()
-        settings = Settings(
-            port=theirs.getsockname()[1],
             workers=2,
             redis_url="redis://r/0",
             database_url="postgresql://p/d",
@@ -185,19 +181,7 @@ def test_a_worker_killed_by_a_signal_without_a_name_is_restarted() -> None:
     is logged as SIG40 and replaced, instead of the name lookup ending the supervisor
     (and with it every worker)."""
     assert (_signal_name(signal.SIGKILL), _signal_name(40)) == ("SIGKILL", "SIG40")
-    stand_ins = StandIns(
-        lambda index, attempt: SERVES_THEN_TAKES_SIG40 if (index, attempt) == (0, 0) else SERVES
-    )
-    supervisor = Supervisor(SETTINGS, command=stand_ins, policy=FAST)
-
-    def replaced_and_serving() -> bool:
-        return stand_ins.starts.count(0) == 2 and all(
-            w.ready and w.proc is not None for w in supervisor.workers
-        )
-
-    stop_when(supervisor, replaced_and_serving)
-    assert supervisor.run() == 0
-    assert sorted(stand_ins.starts) == [0, 0, 1]
+    run_until_worker_0_is_replaced(SERVES_THEN_TAKES_SIG40)
 
 
 def test_each_worker_gets_the_shared_port_and_settings_survive_the_pipe() -> None:

@@ -190,18 +190,25 @@ def _one_retry() -> Retry:
     return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
+def _options(timeout_s: float, max_connections: int) -> dict[str, Any]:
+    """What every client of ours is made with, on one server or a cluster."""
+    return {
+        "decode_responses": True,
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": _one_retry(),
+        "health_check_interval": 30,
+        "max_connections": max_connections,
+    }
+
+
 def _connect_cluster(parts: SplitResult, *, timeout_s: float, max_connections: int) -> Any:
     first, nodes = _startup_nodes(parts)
     return _QueueingCluster.from_url(
         first,
         startup_nodes=nodes,
-        decode_responses=True,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=_one_retry(),
-        health_check_interval=30,
-        max_connections=max_connections,
         queue_timeout_s=timeout_s,
+        **_options(timeout_s, max_connections),
     )
 
 
@@ -224,14 +231,7 @@ def connect_redis(url: str | None, *, timeout_s: float = 2.0, max_connections: i
         # A blocking pool queues callers when every connection is busy instead of
         # failing them with "too many connections" during a burst.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=_one_retry(),
-            health_check_interval=30,
-            max_connections=max_connections,
-            timeout=timeout_s,
+            url, timeout=timeout_s, **_options(timeout_s, max_connections)
         )
         # redis-py hands the URL's unknown options to each connection, whose
         # first use fails on them: make one now (it connects only when used).
