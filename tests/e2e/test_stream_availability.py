@@ -548,3 +548,45 @@ async def test_an_open_stream_survives_a_redis_stall_and_restart(postgres_url: s
             await follower.close()
     finally:
         redis.cleanup()
+
+
+async def test_a_redis_restarted_from_its_snapshot_sends_streams_a_fresh_snapshot(
+    postgres_url: str,
+) -> None:
+    """Redis comes back from an on-disk snapshot taken before A-2 and A-3 were held:
+    the restored feed is a stale copy. An open stream gets a fresh snapshot under a
+    new epoch (A-2 and A-3 free, A-1's hold kept), and a stream resuming from before
+    the restart gets a snapshot too, not changes from the old history."""
+    redis = RedisProcess().start()
+    try:
+        settings = settings_for(redis.url, postgres_url, backend_timeout_s=0.5)
+        async with server_with(settings) as live:
+            event_id = await create_event(live.admin, n=4)
+            follower = Follower.start(live.inventory, event_id)
+            await follower.first()
+            before = follower.snapshots[0]
+            await reserve(live.inventory, event_id, ["A-1"])
+            client = aioredis.Redis.from_url(redis.url, decode_responses=True)
+            await client.save()  # on disk: A-1 held
+            await client.aclose()
+            await reserve(live.inventory, event_id, ["A-2"])
+            await reserve(live.inventory, event_id, ["A-3"])
+            await follower.reaches((await truth(live.inventory, event_id))[1])
+            redis.kill()
+            redis.start()  # back from dump.rdb, without A-2 and A-3
+            async with asyncio.timeout(20):
+                while len(follower.snapshots) < 2:
+                    assert follower.error is None, follower.error
+                    await asyncio.sleep(0.05)
+            assert follower.snapshots[1].split(".")[0] != before.split(".")[0]
+            held, free = types_pb2.SEAT_STATUS_HELD, types_pb2.SEAT_STATUS_AVAILABLE
+            assert [follower.state[s] for s in ("A-1", "A-2", "A-3")] == [held, free, free]
+            resumed = Follower.start(live.inventory, event_id, resume_cursor=before)
+            await resumed.first()
+            # Its first update is a snapshot of the new epoch, not old changes.
+            assert resumed.updates[0] == resumed.snapshots[0]
+            assert resumed.snapshots[0].split(".")[0] == follower.snapshots[1].split(".")[0]
+            await follower.close()
+            await resumed.close()
+    finally:
+        redis.cleanup()

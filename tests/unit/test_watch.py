@@ -4,6 +4,7 @@ and how a stream lines its own position up with the batches it is handed."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Sequence
 
 import pytest
@@ -434,3 +435,43 @@ async def test_a_stream_opened_during_another_streams_snapshot_gets_a_newer_one(
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_merged_frames_are_bounded_and_go_with_their_reader() -> None:
+    """Streams lagging at different positions each get a merged frame: what is kept of
+    them stays within the byte bound while they run, and nothing is kept once the
+    event's last stream has gone (merges of any size had stayed until 1,024 newer
+    ones pushed them out: 70 MB here)."""
+    from seat_inventory.api.translate import ProtoUpdateEncoder
+    from seat_inventory.service_layer import fanout
+
+    feed = MemoryFeed()
+
+    class Encoder(ProtoUpdateEncoder):
+        def snapshot(self, event: Event, live: LiveState) -> bytes:
+            return b"snapshot"  # not what this is about
+
+    encoder = Encoder()
+    hub = hub_on(feed, encoder, tick_s=0.001, queue_size=64)  # type: ignore[arg-type]
+    inventory = SnapshotAt(feed)
+    watch = AvailabilityWatch(inventory, inventory, feed, hub, encoder)  # type: ignore[arg-type]
+    streams = [watch.stream("ev-1") for _ in range(64)]
+    for stream in streams:
+        await anext(stream)
+    seats = tuple(f"SECTION-{n:03d}" for n in range(20))
+    rng = random.Random(7)
+    peak = 0
+    for _ in range(30):
+        for _ in range(100):
+            feed.add(ChangeReason.HELD, seats)
+        await asyncio.sleep(0.03)  # the reader publishes the page
+        for stream in streams:
+            if rng.random() < 0.15:
+                await asyncio.wait_for(anext(stream), 2)  # what waited, merged
+        peak = max(peak, hub.merged_bytes)
+    print(f"\nmerged frames kept at most {peak / 1e6:.1f} MB")
+    assert 0 < peak <= fanout._MERGED_MAX_BYTES
+    for stream in streams:
+        await stream.aclose()
+    assert (hub.readers, hub.merged_bytes) == (0, 0)
+    await hub.close()

@@ -22,6 +22,10 @@ from .subscription import FeedBatch, ServerDraining, Subscription
 __all__ = ["FeedHub"]
 
 
+# Merged frames kept for subscribers lagging alike, in all (see merged_frame).
+_MERGED_MAX_BYTES = 32 * 1024 * 1024
+
+
 class FeedHub:
     def __init__(
         self,
@@ -45,17 +49,34 @@ class FeedHub:
         self._stopping: set[asyncio.Task[None]] = set()
         self._closed = False
         self._merged: OrderedDict[tuple[str, str, str, str], bytes] = OrderedDict()
+        self._merged_bytes = 0
 
     def merged_frame(self, event_id: str, batch: FeedBatch) -> bytes:
         """The message of several batches sent as one. Subscribers that lag by the
-        same amount ask for the same range, so it is encoded once for them too."""
+        same amount ask for the same range, so it is encoded once for them too.
+        Kept while its event has a reader, within _MERGED_MAX_BYTES in all (a merge
+        can hold a lagging queue's worth of changes), the oldest dropped first."""
         key = (event_id, batch.epoch, batch.prev, batch.last)
         frame = self._merged.get(key)
         if frame is None:
-            frame = self._merged[key] = self.encoder.changes(event_id, batch.epoch, batch.entries)
-            if len(self._merged) > 1024:
-                self._merged.popitem(last=False)
+            frame = self.encoder.changes(event_id, batch.epoch, batch.entries)
+            if len(frame) <= _MERGED_MAX_BYTES // 4:
+                self._merged[key] = frame
+                self._merged_bytes += len(frame)
+                while self._merged_bytes > _MERGED_MAX_BYTES or len(self._merged) > 1024:
+                    _, dropped = self._merged.popitem(last=False)
+                    self._merged_bytes -= len(dropped)
         return frame
+
+    def _forget_merged(self, event_id: str) -> None:
+        """An event's reader stopped: nobody will ask for its merges again."""
+        for key in [k for k in self._merged if k[0] == event_id]:
+            self._merged_bytes -= len(self._merged.pop(key))
+
+    @property
+    def merged_bytes(self) -> int:
+        """Bytes of merged frames kept (for tests and the curious)."""
+        return self._merged_bytes
 
     @asynccontextmanager
     async def subscribe(self, event_id: str) -> AsyncIterator[Subscription]:
@@ -74,6 +95,7 @@ class FeedHub:
             reader.subs.discard(sub)
             if not reader.subs and self._readers.get(event_id) is reader:
                 del self._readers[event_id]
+                self._forget_merged(event_id)
                 self._stop(reader)
 
     def _stop(self, reader: FeedReader) -> None:

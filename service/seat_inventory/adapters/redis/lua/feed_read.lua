@@ -6,6 +6,21 @@
 -- Returns {epoch, 'OK' | 'GONE' | 'TAIL', tail id, entries...}.
 local K_FEED, K_META = KEYS[1], KEYS[2]
 local epoch = redis.call('HGET', K_META, 'epoch') or ''
+
+-- An event loaded by another Redis process than this one (a restart from an
+-- on-disk snapshot, a promoted replica) is not loaded: its feed is a stale
+-- copy, possibly forked from what streams saw. Answer as for no event at all
+-- (no epoch), so every stream takes a snapshot, which reloads the event from
+-- SQL under a new epoch. As the prelude's loaded() (not included here).
+if epoch ~= '' then
+  local ok, info = pcall(redis.call, 'INFO', 'server')
+  local run = ''
+  if ok then
+    local at = string.find(info, 'run_id:', 1, true)
+    if at then run = string.sub(info, at + 7, at + 46) end
+  end
+  if redis.call('HGET', K_META, 'run') ~= run then epoch = '' end
+end
 local last = redis.call('XREVRANGE', K_FEED, '+', '-', 'COUNT', 1)
 local tail = '0-0'
 if #last > 0 then tail = last[1][1] end
