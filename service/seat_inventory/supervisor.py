@@ -155,7 +155,8 @@ class _AcceptedPrincipals:
         self.path: str | None = None
         if source is not None:
             folder = tempfile.mkdtemp(prefix="seat-inventory-principals-")
-            self.path = os.path.join(folder, "accepted")
+            # The same suffix: it tells TOML from JSON.
+            self.path = os.path.join(folder, "accepted" + Path(source).suffix)
             self.accept_if_good()
 
     def accept_if_good(self) -> None:
@@ -163,19 +164,22 @@ class _AcceptedPrincipals:
             return
         from .api.auth import PrincipalsError, load_principals
 
+        # The copy itself is checked (not the file read a second time): what a
+        # worker would load is what was accepted.
+        root, suffix = os.path.splitext(self.path)
+        staging = f"{root}.new{suffix}"
         try:
             data = Path(self.source).read_bytes()
-            load_principals(self.source)
+            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            load_principals(staging)
         except (OSError, PrincipalsError) as exc:
             log.warning(
                 "principals file refused; restarted workers use the last one accepted",
-                error=str(exc),
+                error=str(exc).replace(staging, self.source),
             )
             return
-        staging = self.path + ".new"
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
         os.replace(staging, self.path)
 
     def close(self) -> None:

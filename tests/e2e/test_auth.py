@@ -129,6 +129,21 @@ async def test_a_request_that_does_not_parse_is_still_refused_for_its_credential
         assert error_info(refused.value).reason == reason, label
 
 
+async def test_a_refused_call_is_answered_like_any_other(secured: Running) -> None:
+    """A call refused for its credentials still carries the caller's x-request-id and
+    x-served-by in its trailers, as every answer does."""
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await secured.inventory.GetAvailability(
+            seat_inventory_pb2.GetAvailabilityRequest(event_id="ev"),
+            metadata=(("x-request-id", "order-42"),),
+            timeout=5,
+        )
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    trailers = dict(refused.value.trailing_metadata() or ())
+    assert trailers["x-request-id"] == "order-42"
+    assert trailers["x-served-by"].isdigit()
+
+
 async def test_each_service_needs_its_role(secured: Running, principals: TestPrincipals) -> None:
     """A client token cannot call InventoryAdmin and an admin token cannot call
     SeatInventory (PERMISSION_DENIED ROLE_REQUIRED); a principal with both roles can."""

@@ -64,3 +64,44 @@ async def test_an_ipv6_host_is_served(host: str, tmp_path: Path) -> None:
             watch.cancel()
     finally:
         await server.stop(grace_s=1)
+
+
+async def test_open_reflection_streams_hold_no_thread(tmp_path: Path) -> None:
+    """Reflection needs no token, so anyone may keep its streams open: ten of them,
+    more than the loop's default executor has threads, and a Confirm (a SQLite
+    commit, which runs on that executor) still goes through. The blocking
+    reflection servicer had held a thread per open stream."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    from seatinventory.v1 import seat_inventory_pb2 as pb
+
+    from seat_inventory.config import Settings
+    from tests.e2e.conftest import start_server, stop_running
+    from tests.e2e.helpers import create_event
+
+    running = await start_server(
+        Settings(host="127.0.0.1", port=0, database_url=f"sqlite:///{tmp_path / 'r.db'}")
+    )
+    streams = []
+    try:
+        event_id = await create_event(running.admin, n=4)
+        stub = reflection_pb2_grpc.ServerReflectionStub(running.channel)
+        for _ in range(10):
+            stream = stub.ServerReflectionInfo()
+            await stream.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            await stream.read()  # answered; the stream stays open
+            streams.append(stream)
+        hold = (
+            await running.inventory.Reserve(
+                pb.ReserveRequest(event_id=event_id, seat_ids=["A-1"], holder_id="al"), timeout=5
+            )
+        ).hold
+        booking = (
+            await running.inventory.Confirm(
+                pb.ConfirmRequest(hold_id=hold.hold_id, holder_id="al"), timeout=5
+            )
+        ).booking
+        assert list(booking.seat_ids) == ["A-1"]
+    finally:
+        for stream in streams:
+            stream.cancel()
+        await stop_running(running)

@@ -575,8 +575,12 @@ def _unreachable_url(backend: str, tmp_path: Path) -> str:
 async def test_unreachable_database_answers_backend_unavailable(
     backend: str, tmp_path: Path
 ) -> None:
-    """With nothing to connect to, ping, reads, writes and migrate raise BackendUnavailable."""
-    engine = make_engine(_unreachable_url(backend, tmp_path), connect_timeout_s=1.0)
+    """With nothing to connect to, ping, reads, writes and migrate raise BackendUnavailable,
+    whose message (a caller's) names the kind of failure, not where the database is."""
+    url = _unreachable_url(backend, tmp_path)
+    engine = make_engine(url, connect_timeout_s=1.0)
+    # PostgreSQL's driver names the address ('127.0.0.1', port); SQLite's the path.
+    where = url.rsplit(":", 1)[-1].split("/")[0] if backend != "sqlite" else str(tmp_path)
     repo = SqlEventRepository(engine)
     event = make_event(["A1"])
     calls: list[Callable[[], Awaitable[object]]] = [
@@ -591,6 +595,7 @@ async def test_unreachable_database_answers_backend_unavailable(
                 with pytest.raises(BackendUnavailable) as caught:
                     await call()
                 assert str(caught.value).startswith("database is unavailable: ")
+                assert where not in str(caught.value)
                 assert caught.value.metadata == {"backend": "database"}
     finally:
         await engine.dispose()

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +220,34 @@ def test_several_workers_need_redis_and_postgresql(
     settings = Settings(workers=2, redis_url=redis_url, database_url=database_url)
     assert (refusal(settings) is not None) is refused
     assert refusal(Settings(workers=1)) is None
+
+
+def test_the_supervisors_copy_of_the_principals_is_the_last_good_file_json_too(
+    tmp_path: Path,
+) -> None:
+    """The copy a restarted worker falls back on is loadable in the file's own format
+    (a .json file's copy had been read as TOML), keeps the last good content when an
+    edit is refused, takes the next good one, and is removed at the end."""
+    from seat_inventory.api.auth import hash_token, load_principals
+    from seat_inventory.supervisor import _AcceptedPrincipals
+
+    def principals(name: str) -> str:
+        token_hash = hash_token("token-of-" + name + "-0123456789")
+        return (
+            f'{{"principals": [{{"name": "{name}", "roles": ["client"], '
+            f'"tokens": ["{token_hash}"]}}]}}'
+        )
+
+    source = tmp_path / "principals.json"
+    source.write_text(principals("first"))
+    copy = _AcceptedPrincipals(str(source))
+    assert copy.path is not None
+    assert load_principals(copy.path).authenticate("token-of-first-0123456789").name == "first"
+    source.write_text('{"principals": [')  # a bad edit: refused, the copy stays
+    copy.accept_if_good()
+    assert load_principals(copy.path).authenticate("token-of-first-0123456789").name == "first"
+    source.write_text(principals("second"))
+    copy.accept_if_good()
+    assert load_principals(copy.path).authenticate("token-of-second-0123456789").name == "second"
+    copy.close()
+    assert not Path(copy.path).parent.exists()

@@ -36,7 +36,8 @@ import grpc
 import structlog
 
 from ..domain.errors import InventoryError, RoleRequired, Unauthenticated
-from .errors import abort_with
+from .calls import REQUEST_ID_KEY, request_id_of
+from .errors import SERVED_BY, abort_with
 from .principal import ADMIN, ANONYMOUS, CLIENT, Principal, bind_principal
 
 __all__ = [
@@ -221,11 +222,20 @@ else:  # generic only in the type stubs
     Handler = grpc.RpcMethodHandler
 
 
-def _refusing(handler: Handler, error: InventoryError) -> Handler:
+def _refusing(handler: Handler, error: InventoryError, method: str = "") -> Handler:
     """A handler of the same kind as ``handler`` that answers ``error`` at once."""
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await abort_with(context, error)
+        # Like every answer: the request id and the process that served it.
+        request_id = request_id_of(context)
+        log.info(
+            "call refused",
+            method=method,
+            reason=error.reason,
+            detail=error.message,
+            request_id=request_id,
+        )
+        await abort_with(context, error, ((REQUEST_ID_KEY, request_id), SERVED_BY))
 
     kinds: dict[str, Callable[..., Handler]] = {
         "unary_unary": grpc.unary_unary_rpc_method_handler,
@@ -284,8 +294,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             role = self._roles.get(service)
             if role is not None and not principal.has_role(role):
                 raise RoleRequired(principal.name, role, service)
-        except InventoryError as error:
-            log.info("call refused", method=method, reason=error.reason, detail=error.message)
-            return _refusing(handler, error)
+        except InventoryError as error:  # logged with its request id when answered
+            return _refusing(handler, error, method)
         bind_principal(principal)
         return handler

@@ -10,7 +10,7 @@ from typing import Any, cast
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from seatinventory.client.wakeups import drain_wakeups
 from seatinventory.v1 import inventory_admin_pb2, seat_inventory_pb2
 from seatinventory.v1 import inventory_admin_pb2_grpc as admin_grpc
@@ -273,8 +273,15 @@ class Server:
         _add_inventory(inventory, registrar)
         admin_grpc.add_InventoryAdminServicer_to_server(admin, registrar)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), registrar
+        # The asyncio servicer, named outright: enable_server_reflection picks it
+        # only for a grpc.aio.Server, and registrar is not one; the blocking
+        # servicer held a thread of the loop's default executor per open stream,
+        # so a few token-less reflection streams stalled SQLite commits.
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(  # type: ignore[no-untyped-call]
+            reflection.aio.ReflectionServicer(
+                (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
+            ),
+            registrar,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0

@@ -44,9 +44,11 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
+    """What a caller is told: the kind of failure, never the driver's text (it
+    names the database's address, or its user on bad credentials). The whole
+    exception stays chained for the server's own log (the health check's)."""
     cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
-    first_line = next(iter(str(cause).strip().splitlines()), "") or "no answer in time"
-    return f"{type(cause).__name__}: {first_line}"
+    return type(cause).__name__
 
 
 @contextmanager
