@@ -162,3 +162,17 @@ def test_tls_settings_mistakes_are_reported(tmp_path: Path) -> None:
     junk = write(tmp_path, "not a certificate", "junk.pem")
     with pytest.raises(TransportError, match="is not a PEM file"):
         server_credentials(Settings(tls_cert=str(junk), tls_key=str(junk)))
+
+
+def test_a_key_given_twice_in_a_json_file_is_refused(tmp_path: Path) -> None:
+    """JSON keeps the last of two equal keys in silence (a second "roles" with admin in
+    it would have won); the file is refused as TOML refuses the same mistake."""
+    token_hash = hash_token(NEW)
+    path = write(
+        tmp_path,
+        '{"principals": [{"name": "checkout", "roles": ["client"], '
+        f'"tokens": ["{token_hash}"], "roles": ["admin", "client"]}}]}}',
+        "principals.json",
+    )
+    with pytest.raises(PrincipalsError, match="not valid JSON: key 'roles' given twice"):
+        load_principals(path)

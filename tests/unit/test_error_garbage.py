@@ -7,7 +7,7 @@ moments (measured in process: ~80 against ~61 µs of CPU per losing Reserve)."""
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -110,3 +110,35 @@ async def test_failed_streams_leave_nothing_for_the_collector() -> None:
         assert received == ["snapshot"]
         assert context.code.name == "FAILED_PRECONDITION"
     assert errors_left_to_the_collector() == []
+
+
+async def test_a_stream_closed_while_waiting_to_send_is_counted_cancelled() -> None:
+    """A stream whose generator is closed at a yield (the caller stopped reading, then
+    went away: GeneratorExit, not CancelledError) is finished as CANCELLED, not OK."""
+    finished: list[tuple[str, str]] = []
+
+    class Guard:
+        def admit(self, principal: object) -> None: ...
+        def open_stream(self, principal: object) -> None: ...
+        def close_stream(self, principal: object) -> None: ...
+        def finish(self, method: str, principal: object, code: str, *rest: object) -> None:
+            finished.append((method, code))
+
+    class Context:
+        def invocation_metadata(self) -> tuple[()]:
+            return ()
+
+        async def send_initial_metadata(self, metadata: object) -> None: ...
+
+    class Service:
+        calls = Guard()
+
+        @server_stream
+        async def Watch(self, request: object, context: object) -> AsyncGenerator[bytes, None]:
+            while True:
+                yield b"change"
+
+    stream = Service().Watch(object(), Context())  # type: ignore[arg-type]
+    assert await anext(stream) == b"change"
+    await stream.aclose()
+    assert finished == [("Watch", "CANCELLED")]

@@ -192,6 +192,17 @@ def parse_principals(data: Any, source: str) -> Authenticator:
     return Authenticator(credentials)
 
 
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects as TOML tables: a key given twice is a mistake (JSON alone
+    would keep the last one, so a second "roles" would win in silence)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key!r} given twice in one object")
+        seen[key] = value
+    return seen
+
+
 def load_principals(path: str | Path) -> Authenticator:
     """Read a principals file (``.json``: JSON, anything else: TOML)."""
     file = Path(path)
@@ -200,7 +211,11 @@ def load_principals(path: str | Path) -> Authenticator:
     except (OSError, UnicodeDecodeError) as exc:
         raise PrincipalsError(f"cannot read principals file {file}: {exc}") from None
     try:
-        data = json.loads(text) if file.suffix == ".json" else tomllib.loads(text)
+        data = (
+            json.loads(text, object_pairs_hook=_no_repeated_keys)
+            if file.suffix == ".json"
+            else tomllib.loads(text)
+        )
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         kind = "JSON" if file.suffix == ".json" else "TOML"
         raise PrincipalsError(f"{file}: not valid {kind}: {exc}") from None

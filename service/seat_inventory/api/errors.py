@@ -245,7 +245,9 @@ def server_stream(
         except InventoryError as error:
             code, failure = error.code.value, error
             await abort_with(context, error, echo)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
+            # GeneratorExit: the stream was closed while it waited to send (a
+            # caller that stopped reading, then cancelled); not an OK stream.
             code = "CANCELLED"
             raise
         except Exception:  # a bug: report INTERNAL without leaking a traceback
