@@ -142,3 +142,51 @@ async def test_a_stream_closed_while_waiting_to_send_is_counted_cancelled() -> N
     assert await anext(stream) == b"change"
     await stream.aclose()
     assert finished == [("Watch", "CANCELLED")]
+
+
+async def test_a_deadline_too_short_for_any_backend_is_deadline_exceeded() -> None:
+    """A caller with 3 ms left: no backend is asked, and the answer is
+    DEADLINE_EXCEEDED, not UNAVAILABLE counted as a backend failure (alerts would
+    fire, and the Python client would retry, while every backend is well)."""
+    import grpc
+
+    from seat_inventory.domain.errors import BackendUnavailable, DeadlineExceeded
+
+    finished: list[tuple[str, object]] = []
+    asked: list[object] = []
+
+    class Guard:
+        def admit(self, principal: object) -> None: ...
+        def finish(
+            self, method: str, principal: object, code: str, error: object, *_: object
+        ) -> None:
+            finished.append((code, type(error)))
+
+    class Context:
+        code: object = None
+
+        def invocation_metadata(self) -> tuple[()]:
+            return ()
+
+        def time_remaining(self) -> float:
+            return 0.003
+
+        def set_trailing_metadata(self, metadata: object) -> None: ...
+        def set_details(self, details: str) -> None: ...
+        def set_code(self, code: object) -> None:
+            self.code = code
+
+    class Service:
+        calls = Guard()
+
+        @unary()
+        async def Get(self, request: object, context: object) -> object:
+            asked.append(request)
+            return b"answer"
+
+    context = Context()
+    assert await Service().Get(object(), context) is None  # type: ignore[arg-type]
+    assert context.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert finished == [("DEADLINE_EXCEEDED", DeadlineExceeded)]
+    assert asked == []
+    assert not issubclass(DeadlineExceeded, BackendUnavailable)

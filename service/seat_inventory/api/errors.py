@@ -20,7 +20,7 @@ import structlog
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from ..domain.errors import BackendUnavailable, InvalidArgument, InventoryError
+from ..domain.errors import BackendUnavailable, DeadlineExceeded, InvalidArgument, InventoryError
 from .calls import REQUEST_ID_KEY, Guarded, request_id_of
 from .decoding import refuse_undecodable
 from .principal import current_principal
@@ -142,6 +142,15 @@ def backend_budget(context: grpc.aio.ServicerContext[Any, Any], ceiling_s: float
     return max(0.0, min(ceiling_s, remaining * 0.9 - 0.005))
 
 
+def _budget_or_refuse(context: grpc.aio.ServicerContext[Any, Any], ceiling_s: float) -> float:
+    """The backends' budget; DEADLINE_EXCEEDED when the caller's deadline leaves
+    none (not the backends' failure: none is asked)."""
+    budget = backend_budget(context, ceiling_s)
+    if budget <= 0:
+        raise DeadlineExceeded
+    return budget
+
+
 def unary(
     ceiling_s: float = 10.0,
 ) -> Callable[
@@ -172,7 +181,7 @@ def unary(
             try:
                 guard.admit(principal)
                 refuse_undecodable(request)
-                async with asyncio.timeout(backend_budget(context, ceiling_s)):
+                async with asyncio.timeout(_budget_or_refuse(context, ceiling_s)):
                     response = await handler(self, request, context)
                 context.set_trailing_metadata(echo)
                 return response

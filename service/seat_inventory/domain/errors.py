@@ -260,6 +260,17 @@ class BackendUnavailable(InventoryError):
         super().__init__(message, metadata={"backend": backend})
 
 
+class DeadlineExceeded(InventoryError):
+    """The caller's deadline leaves the backends no time at all: answered at once,
+    without a backend call, and not counted as a backend failure."""
+
+    code = ErrorCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
+
+    def __init__(self) -> None:
+        super().__init__("the call's deadline leaves no time to ask the backends")
+
+
 class ServerDraining(InventoryError):
     """A stream ended because the server is shutting down; resume elsewhere."""
 
