@@ -159,3 +159,17 @@ async def test_a_database_that_cannot_be_read_ends_the_run_with_one_line(
     data = json.loads(out_json.read_text())
     assert data["verification"]["incomplete"] is True
     assert sum(r["count"] for r in data["rpcs"]) >= 10
+
+
+async def test_verification_catches_a_seat_sold_twice(live: Running, postgres_url: str) -> None:
+    """Two confirmations of the same seat, both active (a broken server, faked here by
+    the harness's record of the second): one double booking, and the run fails."""
+    event_id = await create_event(live.admin, 4)
+    one_hold, one = await confirm_as_the_harness(live, event_id, ["A-1"], "u1")
+    other_hold, other = await confirm_as_the_harness(live, event_id, ["A-2"], "u2")
+    doubled = dataclasses.replace(other, seat_ids=("A-1",))
+    scenario = Scenario(target=live.target, event_id=event_id)
+    v = await verify(scenario, {one_hold: one, other_hold: doubled})
+    assert v.double_bookings == 1
+    assert any(p.startswith("seat A-1 sold to bookings active at once") for p in v.problems)
+    assert not v.ok

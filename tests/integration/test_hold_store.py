@@ -66,14 +66,24 @@ async def test_reserve_holds_every_seat_and_reports_the_expiry(
     assert await feed(raw_redis) == [("HELD", "A1,A2")]
 
 
-async def test_reserve_is_all_or_nothing(store: RedisHoldStore, raw_redis: aioredis.Redis) -> None:
-    """When one seat is taken, none is held and the error names exactly the taken seats."""
-    await store.reserve(request(("A2",), holder="bob"))
+@pytest.mark.parametrize(
+    ("taken", "asked"),
+    [("A2", ("A1", "A2", "A10")), ("A1", ("A1", "A2"))],
+    ids=["a-later-seat-taken", "the-first-seat-taken"],
+)
+async def test_reserve_is_all_or_nothing(
+    store: RedisHoldStore, raw_redis: aioredis.Redis, taken: str, asked: tuple[str, ...]
+) -> None:
+    """When one seat is taken (the first asked for or a later one), none is held (no
+    seat key written either) and the error names exactly the taken seats."""
+    await store.reserve(request((taken,), holder="bob"))
     with pytest.raises(SeatsUnavailable) as caught:
-        await store.reserve(request(("A1", "A2", "A10")))
-    assert set(caught.value.seat_ids) == {"A2", "A10"}
-    assert (await store.live_state(EVENT)).held == {"A2"}
-    assert await feed(raw_redis) == [("HELD", "A2")]
+        await store.reserve(request(asked))
+    assert set(caught.value.seat_ids) == {taken} | ({"A10"} & set(asked))
+    assert (await store.live_state(EVENT)).held == {taken}
+    assert await feed(raw_redis) == [("HELD", taken)]
+    for seat in set(asked) - {taken, "A10"}:
+        assert await raw_redis.get(f"{{e:ev1}}:seat:{seat}") is None
 
 
 async def test_unknown_seat_is_seat_not_found(store: RedisHoldStore) -> None:
@@ -149,6 +159,23 @@ async def test_a_hold_whose_seat_another_took_cannot_be_claimed_or_extended(
     assert await raw_redis.get("{e:ev1}:seat:A1") == taken
 
 
+async def test_giving_a_hold_up_leaves_a_seat_another_hold_took_alone(
+    store: RedisHoldStore, raw_redis: aioredis.Redis
+) -> None:
+    """A seat key lapsed a moment before its hold and another hold took the seat: a
+    Release of the first hold frees its other seats but leaves that one to its new
+    holder (a Release had deleted whatever key it found)."""
+    hold = await store.reserve(request(("A1", "A2")))
+    taker = await store.reserve(request(("A3",), holder="bob"))
+    taken = f"{taker.hold_id}|{taker.expires_at_ms}"
+    await raw_redis.set("{e:ev1}:seat:A1", taken, px=5_000)  # the moment, made by hand
+    assert await store.release(EVENT, hold.hold_id, "alice") is True
+    assert await raw_redis.get("{e:ev1}:seat:A1") == taken
+    with pytest.raises(SeatsUnavailable):
+        await store.reserve(request(("A1",), holder="carol"))
+    assert ("RELEASED", "A2") in await feed(raw_redis)
+
+
 async def test_release_frees_seats_once(store: RedisHoldStore, raw_redis: aioredis.Redis) -> None:
     """Release answers True, a second Release False, and the seats are free again."""
     hold = await store.reserve(request(("A1", "A2")))
@@ -196,11 +223,15 @@ async def test_sweeper_expires_due_holds_onto_the_feed(
     """expire_due records EXPIRED for lapsed holds only, and only seats nobody took since."""
     first = await store.reserve(request(("A1", "A2")))
     clock.advance(5_000)
-    await store.reserve(request(("A2",), holder="bob", ttl_ms=60_000))
+    bob = await store.reserve(request(("A2",), holder="bob", ttl_ms=60_000))
     expired, next_deadline, confirming, more = await store.expire_due(EVENT)
     assert (expired, confirming, more) == (1, [], False)
     assert next_deadline == clock.now_ms() + 60_000
     assert (await feed(raw_redis))[-1] == ("EXPIRED", "A1")
+    # bob's seat is left alone: still his, refused to others.
+    assert await raw_redis.get("{e:ev1}:seat:A2") == f"{bob.hold_id}|{bob.expires_at_ms}"
+    with pytest.raises(SeatsUnavailable):
+        await store.reserve(request(("A2",), holder="carol"))
     with pytest.raises(HoldNotFound):
         await store.release(EVENT, first.hold_id, "alice")
     assert await store.expire_due(EVENT) == (0, next_deadline, [], False)

@@ -411,6 +411,75 @@ async def test_snapshot_apply_runs_with_booking_writers_fenced_out(
     assert applied[0].booked_seat_ids == frozenset()
 
 
+async def test_a_catalog_reload_sees_a_booking_committed_while_it_waited(
+    repo: SqlEventRepository,
+) -> None:
+    """The catalog reloads an event (after Redis lost it) while a Confirm is between
+    its claim and its commit: the reload waits for the commit and hands the hold
+    store the seat as sold (read under the fence, not before it)."""
+    from seat_inventory.service_layer.catalog import EventCatalog
+
+    event = await created(repo)
+    booking = make_booking(event, ("S1",))
+    in_claim, release = asyncio.Event(), asyncio.Event()
+    loaded: list[EventSnapshot] = []
+
+    class Holds:
+        async def load_event(self, snapshot: EventSnapshot) -> None:
+            loaded.append(snapshot)
+
+    async def claim() -> Booking:
+        in_claim.set()
+        await release.wait()
+        return booking
+
+    catalog = EventCatalog(repo, Holds())  # type: ignore[arg-type]
+    async with asyncio.timeout(10):
+        writer = asyncio.create_task(repo.commit_booking(event.event_id, booking.hold_id, claim))
+        await in_claim.wait()
+        reload = asyncio.create_task(catalog.load(event.event_id))
+        await asyncio.sleep(0.2)
+        release.set()
+        assert await writer == (booking, True)
+        await reload
+    assert [s.booked_seat_ids for s in loaded] == [frozenset({"S1"})]
+
+
+async def test_a_cancel_keeps_new_bookings_of_its_event_out_until_redis_is_told(
+    repo: SqlEventRepository,
+) -> None:
+    """While CancelBooking tells Redis which seats are free again (its apply), a
+    commit of the same event waits before its claim: a new sale of a seat cannot
+    slip in between and then be removed from Redis's sold seats by the cancel."""
+    event = await created(repo)
+    first = make_booking(event, ("S1",))
+    assert await repo.commit_booking(event.event_id, first.hold_id, claim_of(first)) == (
+        first,
+        True,
+    )
+    second = make_booking(event, ("S1",))
+    in_apply, release = asyncio.Event(), asyncio.Event()
+    claimed: list[Booking] = []
+
+    async def apply(cancelled: Booking) -> None:
+        in_apply.set()
+        await release.wait()
+
+    async def claim() -> Booking:
+        claimed.append(second)
+        return second
+
+    async with asyncio.timeout(10):
+        cancel = asyncio.create_task(repo.cancel_booking(first.booking_id, 5_000, apply))
+        await in_apply.wait()
+        writer = asyncio.create_task(repo.commit_booking(event.event_id, second.hold_id, claim))
+        await asyncio.sleep(0.2)
+        assert claimed == []
+        release.set()
+        await cancel
+        assert await writer == (second, True)
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_sqlite_a_cancelled_commit_keeps_the_fence_until_its_transaction_ends(
     repo: SqlEventRepository, database_url: str
