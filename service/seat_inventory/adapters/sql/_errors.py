@@ -48,7 +48,20 @@ def _describe(exc: BaseException) -> str:
     names the database's address, or its user on bad credentials). The whole
     exception stays chained for the server's own log (the health check's)."""
     cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    sqlstate = getattr(cause, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return _SQLSTATE_TEXT.get(sqlstate, f"SQLSTATE {sqlstate}")
     return type(cause).__name__
+
+
+# What the SQLSTATEs that mean "unavailable" say to a caller (nothing of the server's).
+_SQLSTATE_TEXT = {
+    "55P03": "lock timeout: a lock was not granted in time (SQLSTATE 55P03)",
+    "57014": "statement timeout: a statement was cancelled (SQLSTATE 57014)",
+    "53300": "too many connections (SQLSTATE 53300)",
+    "57P01": "the database server is shutting down (SQLSTATE 57P01)",
+    "57P03": "the database server is starting up (SQLSTATE 57P03)",
+}
 
 
 @contextmanager
