@@ -127,16 +127,25 @@ async def test_sighup_without_principals_is_logged_and_harmless(
         server.cleanup()
 
 
-async def test_sighup_to_the_supervisor_reloads_every_worker(
-    redis_url: str, postgres_url: str, tmp_path: Path, tokens: dict[str, str]
-) -> None:
+def two_workers_of_shop(
+    redis_url: str, postgres_url: str, tmp_path: Path, token: str
+) -> tuple[Path, ServerProcess]:
+    """A principals file with the principal "shop" and ``token``, and (not started
+    yet) a server of two workers reading it."""
     path = tmp_path / "principals.toml"
-    principals_file(path, {"shop": [tokens["old"]]})
+    principals_file(path, {"shop": [token]})
     server = ServerProcess(
         redis_url=redis_url,
         database_url=postgres_url,
         args=["--principals", str(path), "--workers", "2"],
     )
+    return path, server
+
+
+async def test_sighup_to_the_supervisor_reloads_every_worker(
+    redis_url: str, postgres_url: str, tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    path, server = two_workers_of_shop(redis_url, postgres_url, tmp_path, tokens["old"])
     try:
         await server.start()
         assert server.proc is not None
@@ -169,13 +178,7 @@ async def test_a_worker_restarted_while_the_file_is_broken_serves_the_last_accep
     accepted instead of failing to start (and its slot staying empty)."""
     import os
 
-    path = tmp_path / "principals.toml"
-    principals_file(path, {"shop": [tokens["old"]]})
-    server = ServerProcess(
-        redis_url=redis_url,
-        database_url=postgres_url,
-        args=["--principals", str(path), "--workers", "2"],
-    )
+    path, server = two_workers_of_shop(redis_url, postgres_url, tmp_path, tokens["old"])
     try:
         await server.start()
         assert server.proc is not None
