@@ -91,3 +91,31 @@ def test_a_target_already_met_needs_no_cut(run_module: object, tmp_path: Path) -
     assert contended["cut"] < 0
     assert contended["empty_us"] is None  # no ceiling measured
     assert "| 150 | none | - |" in run.budget_table(bench)  # type: ignore[attr-defined]
+
+
+def test_failed_calls_and_missing_expiries_never_read_as_a_pass(
+    run_module: object, tmp_path: Path
+) -> None:
+    """A Confirm row whose calls failed, and an expiry run whose subscriber never saw
+    every EXPIRED (lag NaN) beside one that did, print miss: a rate of failures is
+    no throughput, and a run that never finished is not one to leave out."""
+    run = run_module
+    cfg = run.Config()  # type: ignore[attr-defined]
+    bench = run.Bench(cfg, tmp_path)  # type: ignore[attr-defined]
+    confirm = bench.row("booking", "Confirm (PostgreSQL)")
+    confirm.ratios.append(0.9)
+    confirm.runs.append(run.Run(1000.0, 0, 4000, None, None, 0.2, 0.6))  # type: ignore[attr-defined]
+    expiry = bench.row(
+        "expiry", f"{cfg.expiries:,} holds expiring at once: last EXPIRED on the stream"
+    )
+    for lag in (float("nan"), 1.1):
+        expiry.runs.append(run.Run(lag, 0, 0, None, None, 0.0, 0.0))  # type: ignore[attr-defined]
+    got = {text: (shown, verdict) for text, shown, verdict in run.targets(bench)}  # type: ignore[attr-defined]
+    assert got["Confirm ≥ 0.5 x raw asyncpg booking INSERTs"] == (
+        "0.90 x with 100% of calls failed",
+        "miss",
+    )
+    assert got[f"{cfg.expiries:,} expiries on the stream within 2 s"] == (
+        "1 of 2 runs: not every EXPIRED arrived",
+        "miss",
+    )
