@@ -456,19 +456,15 @@ async def _run_server(
 def _security_problem(settings: Settings) -> str | None:
     """Read the principals and TLS files now, so that a mistake in them stops the
     start with one clear line, before any backend is touched."""
-    from .api.auth import PrincipalsError, load_principals
+    from .api.auth import PrincipalsError
+    from .api.server import principals_to_start_with
     from .api.transport import TransportError, insecure_bind_problem, server_credentials
 
     try:
         if settings.principals_file:
-            try:
-                load_principals(settings.principals_file)
-            except PrincipalsError:
-                # A worker may start on its supervisor's last accepted copy
-                # (the server says so when it loads it).
-                if not settings.principals_fallback_file:
-                    raise
-                load_principals(settings.principals_fallback_file)
+            # A worker may start on its supervisor's last accepted copy (the
+            # server says so when it loads it).
+            principals_to_start_with(settings)
         server_credentials(settings)
     except (PrincipalsError, TransportError) as exc:
         return str(exc)

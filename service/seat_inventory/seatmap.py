@@ -24,6 +24,7 @@ import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Set
 from typing import Final, Literal
 
+from . import strictjson
 from .domain.ids import SEAT_ID_RULE
 from .domain.model import SeatSpec
 from .domain.policy import Limits
@@ -305,25 +306,14 @@ def _csv_columns(header: list[str], source: str, line: int) -> dict[str, int]:
 # --- JSON ------------------------------------------------------------------
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    # json.loads would keep only the last of two equal keys; a repeated
-    # "rows" would then drop seats without a word.
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if key in result:
-            raise SeatMapError(f"the key {key!r} appears twice in one object")
-        result[key] = value
-    return result
-
-
 def _parse_json(text: str, source: str, max_seats: int) -> tuple[str | None, list[SeatSpec]]:
     try:
-        data: object = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        data: object = strictjson.loads(text)  # a repeated "rows" would drop seats
     except json.JSONDecodeError as exc:
         raise SeatMapError(
             f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
-    except SeatMapError as exc:
+    except strictjson.RepeatedKey as exc:
         raise SeatMapError(f"{source}: {exc}") from None
     except RecursionError:
         raise SeatMapError(f"{source}: JSON nested too deeply to be a seat map") from None

@@ -174,5 +174,6 @@ def test_a_key_given_twice_in_a_json_file_is_refused(tmp_path: Path) -> None:
         f'"tokens": ["{token_hash}"], "roles": ["admin", "client"]}}]}}',
         "principals.json",
     )
-    with pytest.raises(PrincipalsError, match="not valid JSON: key 'roles' given twice"):
+    twice = "not valid JSON: the key 'roles' appears twice in one object"
+    with pytest.raises(PrincipalsError, match=twice):
         load_principals(path)

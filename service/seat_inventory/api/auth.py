@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import time
 import tomllib
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import structlog
 
+from .. import strictjson
 from ..domain.errors import InventoryError, RoleRequired, Unauthenticated
 from .calls import REQUEST_ID_KEY, request_id_of
 from .errors import SERVED_BY, abort_with
@@ -192,17 +192,6 @@ def parse_principals(data: Any, source: str) -> Authenticator:
     return Authenticator(credentials)
 
 
-def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """JSON objects as TOML tables: a key given twice is a mistake (JSON alone
-    would keep the last one, so a second "roles" would win in silence)."""
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"key {key!r} given twice in one object")
-        seen[key] = value
-    return seen
-
-
 def load_principals(path: str | Path) -> Authenticator:
     """Read a principals file (``.json``: JSON, anything else: TOML)."""
     file = Path(path)
@@ -211,11 +200,8 @@ def load_principals(path: str | Path) -> Authenticator:
     except (OSError, UnicodeDecodeError) as exc:
         raise PrincipalsError(f"cannot read principals file {file}: {exc}") from None
     try:
-        data = (
-            json.loads(text, object_pairs_hook=_no_repeated_keys)
-            if file.suffix == ".json"
-            else tomllib.loads(text)
-        )
+        # strictjson: a key given twice is refused, as TOML refuses it.
+        data = strictjson.loads(text) if file.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         kind = "JSON" if file.suffix == ".json" else "TOML"
         raise PrincipalsError(f"{file}: not valid {kind}: {exc}") from None

@@ -118,23 +118,29 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
             log.error("background task had failed", task=task.get_name(), error=task.exception())
 
 
-def initial_principals(settings: Settings) -> Authenticator:
+def principals_to_start_with(settings: Settings) -> tuple[Authenticator, PrincipalsError | None]:
     """The principals a server starts with: its file's, or (a worker restarted while
-    the file is refused) the last ones its supervisor accepted. Raises
-    PrincipalsError when neither can be used."""
+    the file is refused) the last ones its supervisor accepted, with the file's
+    refusal. Raises PrincipalsError when neither can be used."""
     assert settings.principals_file is not None
     try:
-        return load_principals(settings.principals_file)
+        return load_principals(settings.principals_file), None
     except PrincipalsError as exc:
         if not settings.principals_fallback_file:
             raise
-        authenticator = load_principals(settings.principals_fallback_file)
+        return load_principals(settings.principals_fallback_file), exc
+
+
+def initial_principals(settings: Settings) -> Authenticator:
+    """``principals_to_start_with``, saying so when it is the supervisor's copy."""
+    authenticator, refused = principals_to_start_with(settings)
+    if refused is not None:
         log.warning(
             "principals file refused; serving with the last one the supervisor accepted "
             "(fix the file and send SIGHUP)",
-            error=str(exc),
+            error=str(refused),
         )
-        return authenticator
+    return authenticator
 
 
 def auth_interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:

@@ -18,6 +18,7 @@ from seatinventory.v1 import inventory_admin_pb2_grpc as admin_grpc
 from seatinventory.v1 import types_pb2
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..adapters.sql import first_line
 from .report import as_dict, html_report, print_report
 from .runner import ShareResult, error_outcome, open_channel, run_share
 from .scenario import Scenario
@@ -134,7 +135,7 @@ def run_loadtest(scenario: Scenario, *, json_path: str | None, html_path: str | 
         )
         verification = Verification(confirmations=len(result.confirmed))
     except (OSError, SQLAlchemyError) as exc:
-        failures.append(f"verification failed: cannot read the database: {_first_line(exc)}")
+        failures.append(f"verification failed: cannot read the database: {first_line(exc)}")
         verification = Verification(confirmations=len(result.confirmed))
     for failure in failures:
         verification.problems.append(failure)
@@ -152,8 +153,3 @@ def run_loadtest(scenario: Scenario, *, json_path: str | None, html_path: str | 
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return 0 if verification.ok and not failures else 1
-
-
-def _first_line(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    return f"{type(cause).__name__}: {next(iter(str(cause).splitlines()), '')}"

@@ -74,7 +74,12 @@ FAILURES: tuple[type[BaseException], ...] = (RedisError, *UNREACHABLE)
 # (MISCONF), loading or busy with a script, an ACL without the commands, a
 # cluster without a majority. The caller gets BACKEND_UNAVAILABLE, as for an
 # unreachable Redis; a script's own error stays an internal error.
-_REFUSING_TYPES = (OutOfMemoryError, ReadOnlyError, NoPermissionError)
+_REFUSING_WORD: dict[type[RedisError], str] = {
+    OutOfMemoryError: "OOM",
+    ReadOnlyError: "READONLY",
+    NoPermissionError: "NOPERM",
+}
+_REFUSING_TYPES = tuple(_REFUSING_WORD)
 _REFUSING_WORDS = re.compile(
     r"\b(BUSY|LOADING|MISCONF|OOM|READONLY|NOPERM|MASTERDOWN|NOREPLICAS|CLUSTERDOWN|TRYAGAIN)\b"
 )
@@ -88,13 +93,8 @@ def refuses_for_now(exc: RedisError) -> bool:
 def refusal(exc: RedisError) -> str:
     """What to tell the caller of such a refusal (redis-py takes the reply's
     first word off for the errors it has a class for; put it back)."""
-    word: dict[type[RedisError], str] = {
-        OutOfMemoryError: "OOM",
-        ReadOnlyError: "READONLY",
-        NoPermissionError: "NOPERM",
-    }
     text = re.split(r"\s+script: ", str(exc), maxsplit=1)[0].strip().rstrip(".,")
-    prefix = word.get(type(exc))
+    prefix = _REFUSING_WORD.get(type(exc))
     return f"{prefix} {text}" if prefix and not text.startswith(prefix) else text
 
 

@@ -43,6 +43,13 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
 
 
+def first_line(exc: BaseException) -> str:
+    """The driver's own account of a failure, for an operator (a start-up line, a
+    load test's report): its type and the first line of its message."""
+    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    return f"{type(cause).__name__}: {next(iter(str(cause).strip().splitlines()), '')}"
+
+
 def _describe(exc: BaseException) -> str:
     """What a caller is told: the kind of failure, never the driver's text (it
     names the database's address, or its user on bad credentials). The whole

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ._errors import database_errors
+from ._errors import database_errors, first_line
 from .engine import for_writes, make_engine, try_wal
 
 __all__ = ["alembic_config", "migrate", "migrate_url", "migration_transaction"]
@@ -89,7 +89,7 @@ async def migrate(database: AsyncEngine | str) -> None:
                     if not _schema_problem(exc):
                         raise
                     raise ValueError(
-                        f"cannot migrate the database: {_first_line(exc)} (a database "
+                        f"cannot migrate the database: {first_line(exc)} (a database "
                         "of its own, or a user allowed to create tables in it, is needed)"
                     ) from None
 
@@ -102,11 +102,6 @@ def _schema_problem(exc: sa_exc.DBAPIError) -> bool:
         return sqlstate.startswith("42")  # syntax error or access rule violation
     text_ = str(exc.orig).lower()
     return "already exists" in text_ or "no such table" in text_ or "readonly" in text_
-
-
-def _first_line(exc: sa_exc.DBAPIError) -> str:
-    cause = exc.orig if exc.orig is not None else exc
-    return f"{type(cause).__name__}: {next(iter(str(cause).strip().splitlines()), '')}"
 
 
 async def _ensure_wal(engine: AsyncEngine) -> None:
