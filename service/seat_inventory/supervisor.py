@@ -123,11 +123,16 @@ def _reserve_port(host: str, port: int) -> socket.socket:
         type=socket.SOCK_STREAM,
         flags=socket.AI_PASSIVE,
     )[0]
+    # SO_REUSEADDR on both: connections of a server just stopped, left in
+    # TIME_WAIT on the port, must not keep it from starting again (a live
+    # listener still refuses the check's bind).
     if port:
         with socket.socket(family, kind, proto) as alone:
+            alone.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             alone.bind(address)
     sock = socket.socket(family, kind, proto)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError:

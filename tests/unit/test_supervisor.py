@@ -251,3 +251,21 @@ def test_the_supervisors_copy_of_the_principals_is_the_last_good_file_json_too(
     assert load_principals(copy.path).authenticate("token-of-second-0123456789").name == "second"
     copy.close()
     assert not Path(copy.path).parent.exists()
+
+
+def test_a_port_with_connections_left_in_time_wait_is_taken_again() -> None:
+    """A server just stopped leaves its closed connections in TIME_WAIT on the port:
+    a supervisor started at once reserves it all the same (only a live listener
+    refuses it)."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server side closes first: TIME_WAIT is on its port
+    time.sleep(0.1)
+    client.close()
+    server.close()
+    _reserve_port("127.0.0.1", port).close()
